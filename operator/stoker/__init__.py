@@ -1,0 +1,1 @@
+"""Stoker: Hangfire-class background jobs for Kubernetes."""
