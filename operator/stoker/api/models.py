@@ -45,7 +45,7 @@ def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def cel(rule: str, message: str, **extra: str) -> dict[str, str]:
+def cel(rule: str, message: str, **extra: str) -> dict[str, Any]:
     return {"rule": rule, "message": message, **extra}
 
 
@@ -303,6 +303,11 @@ class RecurringJobStatus(Model):
     trigger_token: str | None = Field(
         default=None, description="The last stoker.dev/trigger token handled."
     )
+    handled_until: Timestamp | None = Field(
+        default=None,
+        description="Every slot up to this time has been handled (run, skipped or missed): "
+        "the operator resumes from here after a restart.",
+    )
 
 
 # ---------------------------------------------------------------- JobQueue
@@ -343,3 +348,14 @@ DEFAULT_QUEUE = "default"
 def now_utc() -> datetime:
     """The one clock read of the I/O shell; pure code takes `now` as an argument."""
     return datetime.now(UTC)
+
+
+def status_patch(old: Model, new: Model) -> dict[str, Any]:
+    """The JSON merge patch that turns `old` into `new`: changed top-level fields only, null for
+    a field that went away; empty when nothing changed, so no write is spent on it."""
+    before, after = old.wire(), new.wire()
+    return {
+        key: after.get(key)
+        for key in before.keys() | after.keys()
+        if before.get(key) != after.get(key)
+    }

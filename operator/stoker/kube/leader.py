@@ -1,0 +1,50 @@
+"""Leader election on a coordination.k8s.io Lease (the client library's LeaseLock).
+
+Peering is not leader election: with two replicas only the Lease holder may reconcile. A
+replica that loses the Lease exits, so Kubernetes restarts it as a standby; nothing it still
+had in flight can race the new leader's decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
+from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
+
+from stoker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def become_leader(api: ApiClient, settings: Settings) -> asyncio.Task[None]:
+    """Return once this replica holds the Lease; the returned task keeps renewing it."""
+    leading = asyncio.Event()
+
+    async def started() -> None:
+        log.info("%s leads (lease %s/%s)", settings.identity, settings.lease_namespace,
+                 settings.lease_name)
+        leading.set()
+        await asyncio.Event().wait()  # hold the lead until renewal fails
+
+    async def stopped() -> None:
+        log.error("%s lost the lease; exiting so that a standby takes over", settings.identity)
+        os._exit(1)
+
+    duration = settings.lease_duration.total_seconds()
+    election = leaderelection.LeaderElection(
+        electionconfig.Config(
+            LeaseLock(settings.lease_name, settings.lease_namespace, settings.identity, api),
+            lease_duration=duration,
+            renew_deadline=duration * 2 / 3,
+            retry_period=max(1.0, duration / 7.5),
+            onstarted_leading=started,
+            onstopped_leading=stopped,
+        )
+    )
+    task = asyncio.create_task(election.run())
+    await leading.wait()
+    return task

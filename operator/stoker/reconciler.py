@@ -1,0 +1,503 @@
+"""The imperative shell: watch events in, decisions from stoker.core, writes out.
+
+One loop serves every object. Events mark objects dirty; the wake-up heap marks objects whose
+delay is due; each pass reconciles those objects concurrently (one pass at a time, so an object
+is never reconciled twice at once), then runs one dispatch over every ready job, so N free slots
+start N jobs in one pass.
+
+The status write is the commit point: Events and counters follow a write that happened, so
+neither is repeated when the same state is reconciled again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from stoker import __version__, metrics
+from stoker.api.models import (
+    BackgroundJobSpec,
+    BackgroundJobStatus,
+    JobQueueSpec,
+    JobQueueStatus,
+    Model,
+    RecurringJobSpec,
+    RecurringJobStatus,
+    now_utc,
+    rfc3339,
+    status_patch,
+)
+from stoker.core import dispatch, lifecycle, recurring
+from stoker.core.podspec import build_pod
+from stoker.kube.api import Kube
+from stoker.settings import Settings
+from stoker.state import Body, Key, Kind, Store, key_of, recurring_owner
+from stoker.wakeups import Wakeups
+
+log = logging.getLogger(__name__)
+
+ObjKey = tuple[Kind, str, str]
+PARALLEL_WRITES = 32
+ERROR_RETRY = timedelta(seconds=5)
+QUEUE_STATUS_INTERVAL = timedelta(seconds=1)
+PLURALS: dict[Kind, str] = {"bgj": "backgroundjobs", "rj": "recurringjobs", "jq": "jobqueues"}
+KINDS: dict[Kind, str] = {"bgj": "BackgroundJob", "rj": "RecurringJob", "jq": "JobQueue"}
+
+
+@dataclass
+class Ready:
+    """A job whose next attempt may start as soon as dispatch gives it a slot."""
+
+    body: Body
+    job: lifecycle.JobView
+    plan: lifecycle.Plan
+    attempt: int
+    candidate: dispatch.Candidate
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A job holding a running slot."""
+
+    queue: str
+    concurrency_key: str | None
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, settings: Settings, clock: Callable[[], datetime] = now_utc):
+        self.kube, self.settings, self.clock = kube, settings, clock
+        self.store = Store(settings.namespaces)
+        self.wakeups: Wakeups[ObjKey] = Wakeups()
+        self.dirty: set[ObjKey] = set()
+        self.ready: dict[Key, Ready] = {}
+        self.running: dict[Key, Slot] = {}
+        self.queue_written: dict[Key, tuple[datetime, JobQueueStatus]] = {}
+        self._kick = asyncio.Event()
+        self._limit = asyncio.Semaphore(PARALLEL_WRITES)
+        self.next_run: dict[Key, datetime] = {}
+
+    # ------------------------------------------------------------------ events in
+
+    def mark(self, key: ObjKey) -> None:
+        self.dirty.add(key)
+        self._kick.set()
+
+    def on_object(self, kind: Kind, event_type: str | None, body: Body) -> None:
+        key = key_of(body)
+        if event_type == "DELETED":
+            if not self.store.remove(kind, body):
+                return
+        elif not self.store.put(kind, body):
+            return
+        self.mark((kind, *key))
+        if kind == "bgj":
+            for child in self.store.children.get(key, ()):
+                self.mark(("bgj", *child))
+            owner = recurring_owner(body)
+            if owner:
+                self.mark(("rj", key[0], owner))
+
+    def on_pod(self, event_type: str | None, pod: Body) -> None:
+        job = self.store.remove_pod(pod) if event_type == "DELETED" else self.store.put_pod(pod)
+        if job is not None:
+            self.mark(("bgj", *job))
+
+    async def prime(self) -> None:
+        """Load everything before the first pass, so no decision is made on a partial view."""
+        for kind, plural in PLURALS.items():
+            async for body in self.kube.list_all(plural):
+                body.setdefault("apiVersion", "stoker.dev/v1alpha1")
+                body.setdefault("kind", KINDS[kind])
+                self.store.put(kind, body)
+                self.dirty.add((kind, *key_of(body)))
+        async for pod in self.kube.list_all("pods", label_selector="stoker.dev/job-uid"):
+            self.store.put_pod(pod)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        metrics.BUILD_INFO.labels(version=__version__).set(1)
+        while True:
+            now = self.clock()
+            keys = self.dirty | set(self.wakeups.pop_due(now))
+            self.dirty = set()
+            if keys:
+                await self.run_pass(keys)
+                continue
+            self._kick.clear()
+            nxt = self.wakeups.next_due()
+            timeout = None if nxt is None else max(0.0, (nxt - self.clock()).total_seconds())
+            try:
+                await asyncio.wait_for(self._kick.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def run_pass(self, keys: set[ObjKey]) -> None:
+        await self._each([k for k in keys if k[0] == "rj"], self._reconcile_recurring)
+        await self._each([k for k in keys if k[0] == "bgj"], self._reconcile_job)
+        await self._guard(("bgj", "", "dispatch"), self._dispatch())
+        await self._sync_queues({(ns, name) for kind, ns, name in keys if kind == "jq"})
+
+    async def _each(self, keys: Iterable[ObjKey], fn: Callable[[ObjKey], Awaitable[None]]) -> None:
+        async def one(key: ObjKey) -> None:
+            async with self._limit:
+                await self._guard(key, fn(key))
+
+        await asyncio.gather(*(one(k) for k in keys))
+
+    async def _guard(self, key: ObjKey, work: Awaitable[None]) -> None:
+        """A failing object is retried later and never stops the others."""
+        try:
+            await work
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels(kind=KINDS[key[0]]).inc()
+            log.exception("reconciling %s %s/%s failed; retrying in %s", *key, ERROR_RETRY)
+            if key[2] != "dispatch":
+                self.wakeups.set(key, self.clock() + ERROR_RETRY)
+
+    # ------------------------------------------------------------------ BackgroundJob
+
+    def _forget(self, key: Key) -> None:
+        self.ready.pop(key, None)
+        self.running.pop(key, None)
+        self.wakeups.set(("bgj", *key), None)
+
+    async def _reconcile_job(self, okey: ObjKey) -> None:
+        key = (okey[1], okey[2])
+        body = self.store.jobs.get(key)
+        if body is None:
+            self._forget(key)
+            return
+        now = self.clock()
+        try:
+            job = job_view(body)
+        except ValidationError as e:
+            await self._reject(body, e, now)
+            return
+        pods = [lifecycle.pod_view(p) for p in self.store.pods_of(job.uid)]
+        parents = {ref.name: self._parent(job.namespace, ref.name) for ref in job.spec.after}
+        plan = lifecycle.decide(job, pods, parents, now, self.settings.default_ttl_after_finished)
+
+        if plan.delete_job:
+            await self._post_events(body, plan, now)
+            self._count(job, plan)
+            await self.kube.delete_object("backgroundjobs", job.namespace, job.name, job.uid)
+            self._forget(key)
+            return
+        self.wakeups.set(okey, plan.wake_at)
+        if plan.status.phase == "Running":
+            self.running[key] = Slot(job.spec.queue, job.spec.concurrency_key)
+        else:
+            self.running.pop(key, None)
+        if plan.ready_attempt is not None and plan.ready_since is not None:
+            # The status write waits for dispatch: a job that starts at once goes straight to
+            # Running, one write instead of two.
+            self.ready[key] = Ready(body, job, plan, plan.ready_attempt, dispatch.Candidate(
+                namespace=job.namespace, name=job.name, queue=job.spec.queue,
+                priority=job.spec.priority, ready_at=plan.ready_since,
+                concurrency_key=job.spec.concurrency_key,
+            ))
+            return
+        self.ready.pop(key, None)
+        await self._commit(body, job, plan, plan.status, now)
+
+    def _parent(self, namespace: str, name: str) -> lifecycle.ParentView | None:
+        body = self.store.jobs.get((namespace, name))
+        if body is None:
+            return None
+        status = body.get("status") or {}
+        return lifecycle.ParentView(
+            uid=body["metadata"]["uid"], phase=status.get("phase"),
+            finished_at=_time(status.get("finishedAt")),
+        )
+
+    async def _reject(self, body: Body, error: ValidationError, now: datetime) -> None:
+        old = BackgroundJobStatus.model_validate(body.get("status") or {})
+        if old.phase == "Failed":
+            return
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in error.errors()
+        )[:1024]
+        new = old.model_copy(deep=True)
+        new.phase, new.reason, new.message, new.finished_at = "Failed", "InvalidSpec", message, now
+        if await self._write_status("bgj", body, old, new):
+            await self.kube.post_event(body, "Warning", "InvalidSpec", message, rfc3339(now))
+
+    async def _commit(
+        self, body: Body, job: lifecycle.JobView, plan: lifecycle.Plan,
+        status: BackgroundJobStatus, now: datetime,
+    ) -> bool:
+        """Write the status; when it changed, post the plan's Events and count its transitions."""
+        if not await self._write_status("bgj", body, job.status, status):
+            return False
+        if job.status.phase is None:
+            metrics.JOBS_CREATED.labels(job.namespace, job.spec.queue).inc()
+        await self._post_events(body, plan, now)
+        self._count(job, plan)
+        return True
+
+    async def _write_status(self, kind: Kind, body: Body, old: Model, new: Model) -> bool:
+        """True when a write happened; False when nothing changed or the object is gone."""
+        patch = status_patch(old, new)
+        if not patch:
+            return False
+        meta = body["metadata"]
+        answer = await self.kube.patch_status(PLURALS[kind], meta["namespace"], meta["name"], patch)
+        if answer is None:
+            return False
+        self.store.put(kind, answer)
+        return True
+
+    async def _post_events(self, body: Body, plan: lifecycle.Plan, now: datetime) -> None:
+        for event in plan.events:
+            await self.kube.post_event(body, event.type, event.reason, event.message, rfc3339(now))
+        plan.events.clear()
+
+    def _count(self, job: lifecycle.JobView, plan: lifecycle.Plan) -> None:
+        ns, queue = job.namespace, job.spec.queue
+        for rec in plan.finished_attempts:
+            result = ("timeout" if rec.reason == "DeadlineExceeded"
+                      else "succeeded" if rec.result == "Succeeded" else "failed")
+            metrics.ATTEMPTS_FINISHED.labels(ns, queue, result).inc()
+            if rec.started_at and rec.finished_at:
+                seconds = max(0.0, (rec.finished_at - rec.started_at).total_seconds())
+                metrics.ATTEMPT_DURATION.labels(ns, queue, result).observe(seconds)
+        if plan.retry_scheduled:
+            metrics.RETRIES.labels(ns, queue).inc()
+        if plan.finished_phase:
+            metrics.JOBS_FINISHED.labels(ns, queue, plan.finished_phase).inc()
+        plan.finished_attempts, plan.retry_scheduled, plan.finished_phase = [], False, None
+
+    # ------------------------------------------------------------------ dispatch
+
+    def queue_states(self) -> dict[Key, dispatch.QueueState]:
+        specs = {}
+        for key, body in self.store.objects["jq"].items():
+            try:
+                specs[key] = JobQueueSpec.model_validate(body.get("spec") or {})
+            except ValidationError:
+                log.warning("JobQueue %s/%s has an invalid spec; treated as missing", *key)
+        running = ((key[0], slot.queue) for key, slot in self.running.items())
+        return dispatch.queue_states(specs, running)
+
+    async def _dispatch(self) -> None:
+        if not self.ready:
+            return
+        held = {(k[0], s.concurrency_key) for k, s in self.running.items() if s.concurrency_key}
+        result = dispatch.select(
+            (r.candidate for r in self.ready.values()), self.queue_states(),
+            len(self.running), self.settings.max_running, held,
+        )
+        for c in result.start:  # claim the slots before any await, so no pass double-books
+            self.running[c.namespace, c.name] = Slot(c.queue, c.concurrency_key)
+        now = self.clock()
+        starts = [self._start(self.ready.pop((c.namespace, c.name)), now) for c in result.start]
+        waits = []
+        for key, why in result.waiting.items():
+            entry = self.ready[key]
+            if (entry.plan.status.reason, entry.plan.status.message) != (why.reason, why.message):
+                entry.plan.status = lifecycle.waiting(entry.plan.status, why.reason, why.message)
+                waits.append(self._commit_waiting(entry, now))
+        await self._each_coro([*starts, *waits])
+
+    async def _each_coro(self, work: list[Awaitable[None]]) -> None:
+        async def one(w: Awaitable[None]) -> None:
+            async with self._limit:
+                await w
+
+        await asyncio.gather(*(one(w) for w in work))
+
+    async def _commit_waiting(self, entry: Ready, now: datetime) -> None:
+        if await self._commit(entry.body, entry.job, entry.plan, entry.plan.status, now):
+            # Later comparisons are against what is now stored.
+            entry.job = job_view(self.store.jobs[key_of(entry.body)])
+
+    async def _start(self, entry: Ready, now: datetime) -> None:
+        job, key = entry.job, (entry.job.namespace, entry.job.name)
+        try:
+            pod, _ = await self.kube.create_pod(job.namespace, build_pod(job, entry.attempt))
+        except ApiException as e:
+            self.running.pop(key, None)
+            if e.status in (400, 422):  # the template itself is invalid: retrying cannot help
+                plan = entry.plan
+                plan.status = lifecycle.waiting(plan.status, "InvalidPodTemplate", "")
+                plan.status.phase, plan.status.finished_at = "Failed", now
+                plan.status.message = _api_message(e)
+                plan.finished_phase = "Failed"
+                plan.events.append(lifecycle.Event("Warning", "InvalidPodTemplate", plan.status.message))
+                await self._commit(entry.body, job, plan, plan.status, now)
+                return
+            why = f"creating pod failed: {_api_message(e)}; retrying"
+            entry.plan.status = lifecycle.waiting(entry.plan.status, "PodCreateFailed", why)
+            await self._commit(entry.body, job, entry.plan, entry.plan.status, now)
+            self.wakeups.set(("bgj", *key), now + ERROR_RETRY)
+            return
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get("stoker.dev/job-uid") != job.uid:
+            # A pod of that name belongs to an older job of the same name, still being deleted.
+            self.running.pop(key, None)
+            entry.plan.status = lifecycle.waiting(
+                entry.plan.status, "PodNameConflict",
+                f"pod {pod['metadata']['name']} of an earlier job of this name still exists",
+            )
+            await self._commit(entry.body, job, entry.plan, entry.plan.status, now)
+            self.wakeups.set(("bgj", *key), now + ERROR_RETRY)
+            return
+        self.store.put_pod(pod)
+        status = lifecycle.started(entry.plan.status, job.spec, entry.attempt,
+                                   pod["metadata"]["name"], now)
+        await self._commit(entry.body, job, entry.plan, status, now)
+        metrics.ATTEMPTS_STARTED.labels(job.namespace, job.spec.queue).inc()
+        wait = max(0.0, (now - entry.candidate.ready_at).total_seconds())
+        metrics.QUEUE_WAIT.labels(job.namespace, job.spec.queue).observe(wait)
+
+    # ------------------------------------------------------------------ RecurringJob
+
+    async def _reconcile_recurring(self, okey: ObjKey) -> None:
+        key = (okey[1], okey[2])
+        body = self.store.objects["rj"].get(key)
+        if body is None:
+            self.next_run.pop(key, None)
+            self.wakeups.set(okey, None)
+            return
+        now = self.clock()
+        rj = recurring_view(body)
+        children = []
+        for child_key in self.store.runs.get(key, ()):
+            child = self.store.jobs.get(child_key)
+            if child is None or not _owned_by(child, rj.uid):
+                continue
+            status = child.get("status") or {}
+            children.append(recurring.ChildView(
+                name=child_key[1], phase=status.get("phase"),
+                created_at=_time(child["metadata"].get("creationTimestamp")) or now,
+                finished_at=_time(status.get("finishedAt")),
+            ))
+        plan = recurring.decide(rj, children, now)
+        for name in plan.delete:
+            await self.kube.delete_object("backgroundjobs", rj.namespace, name)
+        for new in plan.create:
+            job = recurring.job_body(body, new.name, new.slot)
+            if await self.kube.create_object("backgroundjobs", rj.namespace, job) and new.slot:
+                metrics.RECURRING_LAG.observe(max(0.0, (self.clock() - new.slot).total_seconds()))
+        if plan.missed:
+            metrics.RECURRING_MISSED.labels(rj.namespace).inc(plan.missed)
+        if await self._write_status("rj", body, rj.status, plan.status):
+            for event in plan.events:
+                await self.kube.post_event(body, event.type, event.reason, event.message,
+                                           rfc3339(now))
+        if plan.status.next_schedule_time is not None:
+            self.next_run[key] = plan.status.next_schedule_time
+        else:
+            self.next_run.pop(key, None)
+        self.wakeups.set(okey, plan.wake_at)
+
+    def next_runs(self) -> Iterable[tuple[tuple[str, str], float]]:
+        return [(key, at.timestamp()) for key, at in list(self.next_run.items())]
+
+    # ------------------------------------------------------------------ JobQueue status
+
+    async def _sync_queues(self, marked: set[Key]) -> None:
+        """Write each JobQueue's figures when they changed, at most once a second per queue."""
+        now = self.clock()
+        enqueued: Counter[Key] = Counter()
+        oldest: dict[Key, datetime] = {}
+        for r in self.ready.values():
+            qk = (r.job.namespace, r.job.spec.queue)
+            enqueued[qk] += 1
+            oldest[qk] = min(oldest.get(qk, r.candidate.ready_at), r.candidate.ready_at)
+        running = Counter((k[0], s.queue) for k, s in self.running.items())
+        writes = []
+        for key, body in self.store.objects["jq"].items():
+            spec = JobQueueSpec.model_validate(body.get("spec") or {})
+            old = JobQueueStatus.model_validate(body.get("status") or {})
+            new = JobQueueStatus(
+                enqueued=enqueued[key], running=running[key], oldest_enqueued_at=oldest.get(key),
+                conditions=old.conditions, observed_generation=body["metadata"].get("generation"),
+            )
+            lifecycle.set_condition(
+                new.conditions, "Active", not spec.suspend,
+                "Suspended" if spec.suspend else "Dispatching",
+                "spec.suspend is true: nothing is dispatched" if spec.suspend
+                else "jobs are dispatched as capacity allows", now, always=True,
+            )
+            if not status_patch(old, new):
+                continue
+            last = self.queue_written.get(key)
+            if last is not None and now - last[0] < QUEUE_STATUS_INTERVAL and key not in marked:
+                self.wakeups.set(("jq", *key), last[0] + QUEUE_STATUS_INTERVAL)
+                continue
+            self.queue_written[key] = (now, new)
+            writes.append(self._write_status("jq", body, old, new))
+        await self._each_coro([_discard(w) for w in writes])
+
+    # ------------------------------------------------------------------ metrics views
+
+    def job_counts(self) -> Iterable[tuple[tuple[str, str, str], int]]:
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for (ns, _), body in list(self.store.jobs.items()):
+            phase = (body.get("status") or {}).get("phase")
+            if phase:
+                queue = (body.get("spec") or {}).get("queue") or "default"
+                counts[ns, queue, phase] += 1
+        return counts.items()
+
+    def queue_figures(self) -> Iterable[tuple[tuple[str, str], tuple[int, int | None]]]:
+        for key, state in self.queue_states().items():
+            yield key, (state.running, state.concurrency)
+
+
+async def _discard(work: Awaitable[Any]) -> None:
+    await work
+
+
+def job_view(body: Body) -> lifecycle.JobView:
+    meta = body["metadata"]
+    return lifecycle.JobView(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=meta.get("generation") or 1,
+        created_at=_time(meta.get("creationTimestamp")) or now_utc(),
+        annotations=meta.get("annotations") or {},
+        spec=BackgroundJobSpec.model_validate(body.get("spec") or {}),
+        status=BackgroundJobStatus.model_validate(body.get("status") or {}),
+    )
+
+
+def recurring_view(body: Body) -> recurring.RecurringView:
+    meta = body["metadata"]
+    return recurring.RecurringView(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=meta.get("generation") or 1,
+        created_at=_time(meta.get("creationTimestamp")) or now_utc(),
+        annotations=meta.get("annotations") or {},
+        spec=RecurringJobSpec.model_validate(body.get("spec") or {}),
+        status=RecurringJobStatus.model_validate(body.get("status") or {}),
+    )
+
+
+def _owned_by(body: Body, uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in body["metadata"].get("ownerReferences") or [])
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _api_message(e: ApiException) -> str:
+    try:
+        return str(json.loads(e.body or b"{}").get("message", e.reason))[:1024]
+    except (TypeError, ValueError):
+        return str(e.reason)
