@@ -56,7 +56,7 @@ Duration = Annotated[
             "type": "string",
             "maxLength": 64,
             "x-kubernetes-validations": [
-                cel(f"self.matches('{GO_DURATION_PATTERN}')", DURATION_MESSAGE)
+                cel(f"self.matches(r'{GO_DURATION_PATTERN}')", DURATION_MESSAGE)
             ],
         }
     ),
@@ -275,7 +275,7 @@ class RecurringJobSpec(Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    f"self.matches('{CRON_PATTERN}')",
+                    f"self.matches(r'{CRON_PATTERN}')",
                     "schedule must have 5 fields (minute hour day-of-month month day-of-week) "
                     "or be one of " + ", ".join(CRON_MACROS),
                 )
