@@ -12,7 +12,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/versions.env"
 
 cache=${STOKER_CACHE:-$HOME/.cache/stoker}
-hash=$(sha256sum "$here/versions.env" "$0" | sha256sum | cut -c1-12)
+# Keyed by the pinned versions only: the same versions always give the same binaries.
+hash=$(sha256sum "$here/versions.env" | cut -c1-12)
 bin="$cache/bin/$hash"
 src="$cache/src"
 mkdir -p "$bin" "$src"
@@ -56,7 +57,8 @@ build_kubernetes() {
   local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
   local pkgs=("${cmds[@]/#/k8s.io/kubernetes/cmd/}")
   log "kubernetes: resolving modules"
-  (cd "$dir" && go get "${pkgs[@]}" >/dev/null)
+  # Each package names the version: a bare `go get pkg` would upgrade to the newest release.
+  (cd "$dir" && go get "${pkgs[@]/%/@$v}" >/dev/null)
   local x="" p
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     x+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
