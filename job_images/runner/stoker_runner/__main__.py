@@ -1,0 +1,3 @@
+from stoker_runner.runner import main
+
+raise SystemExit(main())

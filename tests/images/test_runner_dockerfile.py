@@ -1,0 +1,42 @@
+"""The image runs what the tests run: checked by reading the Dockerfile (no Docker here)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from runner_harness import RUNNER_DIR, RUNNER_MODULE
+
+DOCKERFILE = (RUNNER_DIR / "Dockerfile").read_text()
+
+
+def instructions(keyword: str) -> list[str]:
+    return re.findall(rf"^{keyword}\s+(.+)$", DOCKERFILE, flags=re.MULTILINE)
+
+
+def test_entrypoint_runs_the_runner_module_in_exec_form() -> None:
+    # Exec form keeps python as PID 1, so it receives the kubelet's SIGTERM.
+    (entrypoint,) = instructions("ENTRYPOINT")
+    assert json.loads(entrypoint) == ["python", "-m", RUNNER_MODULE]
+
+
+def test_image_is_python_311_slim() -> None:
+    assert instructions("FROM") == ["python:3.11-slim"]
+
+
+def test_copies_the_runner_and_the_examples_onto_the_python_path() -> None:
+    copies = [line.split() for line in instructions("COPY")]
+    assert copies == [
+        [f"{RUNNER_MODULE}/", f"/app/{RUNNER_MODULE}/"],
+        ["examples/", "/app/examples/"],
+    ]
+    for source, _ in copies:
+        assert (RUNNER_DIR / source / "__init__.py").is_file()
+    assert "PYTHONPATH=/app" in DOCKERFILE
+
+
+def test_runs_as_a_numeric_non_root_user() -> None:
+    (user,) = instructions("USER")
+    uid, _, gid = user.partition(":")
+    assert int(uid) > 0
+    assert int(gid) > 0
