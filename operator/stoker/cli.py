@@ -18,6 +18,8 @@ def _operator(args: argparse.Namespace) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Kopf logs every handler call at INFO: one line per watch event is noise at our volume.
+    logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.root.level))
     settings = Settings.from_env()
     kopf.run(
         standalone=True,

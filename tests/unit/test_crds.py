@@ -251,9 +251,14 @@ def test_every_node_is_typed_and_arrays_have_items() -> None:
         assert not ("properties" in node and "additionalProperties" in node), (kind, path)
 
 
+ADMISSION_DEFAULTS = {("BackgroundJob", ".spec.queue"), ("RecurringJob", ".spec.jobTemplate.spec.queue")}
+
+
 def test_nothing_a_structural_schema_forbids_or_the_crd_must_not_store_is_left() -> None:
     for kind, path, node, _ in all_nodes():
-        leftover = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "default", "title", "const"}
+        leftover = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title", "const"}
+        if (kind, path) not in ADMISSION_DEFAULTS:
+            leftover.add("default")
         assert not leftover & node.keys(), (kind, path, leftover & node.keys())
         assert node.get("additionalProperties") is not True, (kind, path)
         assert node.get("type") != "null", (kind, path)
@@ -294,10 +299,12 @@ def test_literal_types_become_enums() -> None:
     assert at("BackgroundJob", "status.phase")["enum"] == list(get_args(models.Phase))
 
 
-def test_no_defaults_so_objects_are_stored_as_applied() -> None:
-    # queue defaults to "default" in the model; the CRD must not store it for the user.
-    assert "default" not in at("BackgroundJob", "spec.queue")
+def test_only_marked_defaults_are_applied_at_admission() -> None:
+    # Objects are stored as applied, but for the queue: `kubectl get bgj` and label selectors
+    # must see which queue a job is in, so the API server fills in "default".
+    assert at("BackgroundJob", "spec.queue")["default"] == "default"
     assert "default" not in at("RecurringJob", "spec.timeZone")
+    assert "default" not in at("BackgroundJob", "spec.retry.attempts")
 
 
 # ---------------------------------------------------------------- CEL rules

@@ -50,8 +50,9 @@ _KEPT_KEYWORDS = frozenset(
         "x-kubernetes-preserve-unknown-fields",
     }
 )
-# Pydantic annotations with no place in the CRD: titles are noise, defaults would be stored.
-_DROPPED_KEYWORDS = frozenset({"title", "default"})
+# Pydantic annotations with no place in the CRD: titles are noise, defaults would be stored
+# (except where a model marks one as an admission default, see models.ADMISSION_DEFAULT).
+_DROPPED_KEYWORDS = frozenset({"title", "default", models.ADMISSION_DEFAULT})
 
 # Rules that span several fields of a model, attached wherever that model's schema appears.
 _MODEL_RULES: Mapping[str, list[dict[str, str]]] = {
@@ -64,6 +65,7 @@ _RULES = "x-kubernetes-validations"
 _KEY_ORDER = (
     "description",
     "type",
+    "default",
     "format",
     "enum",
     "pattern",
@@ -98,6 +100,8 @@ def _convert(node: Schema, defs: Mapping[str, Schema], path: str) -> Schema:
         return _convert({**variants[0], **siblings}, defs, path)
 
     out: Schema = {}
+    if node.get(models.ADMISSION_DEFAULT):
+        out["default"] = node["default"]
     for key, value in node.items():
         if key in _DROPPED_KEYWORDS:
             continue

@@ -34,6 +34,9 @@ GO_DURATION_PATTERN = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"
 DURATION_MESSAGE = "must be a duration such as 90s, 15m, 24h or 1h30m"
 CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 TASK_ARGS_MAX_BYTES = 32 * 1024
+# Marks the few defaults the API server applies at admission, so that `kubectl get` columns and
+# label selectors see them; every other default is applied by the operator when it reads.
+ADMISSION_DEFAULT = "x-stoker-admission-default"
 # Pods carry the job name as a label value, which Kubernetes caps at 63 characters.
 JOB_NAME_MAX = 63
 # A RecurringJob's jobs are named "<name>-<slot minutes since epoch>" (up to 11 more characters).
@@ -175,7 +178,7 @@ class RetryPolicy(Model):
 
 
 class BackgroundJobSpec(Model):
-    queue: DnsLabel = "default"
+    queue: DnsLabel = Field(default="default", json_schema_extra={ADMISSION_DEFAULT: True})
     priority: Int32 = 0
     template: PodTemplate
     task: TaskCall | None = None

@@ -34,17 +34,24 @@ async def become_leader(api: ApiClient, settings: Settings) -> asyncio.Task[None
         log.error("%s lost the lease; exiting so that a standby takes over", settings.identity)
         os._exit(1)
 
-    duration = settings.lease_duration.total_seconds()
+    # Whole seconds: the Lease's leaseDurationSeconds is an integer.
+    duration = max(3, int(settings.lease_duration.total_seconds()))
     election = leaderelection.LeaderElection(
         electionconfig.Config(
             LeaseLock(settings.lease_name, settings.lease_namespace, settings.identity, api),
             lease_duration=duration,
-            renew_deadline=duration * 2 / 3,
-            retry_period=max(1.0, duration / 7.5),
+            renew_deadline=max(2, duration * 2 // 3),
+            retry_period=1,
             onstarted_leading=started,
             onstopped_leading=stopped,
         )
     )
     task = asyncio.create_task(election.run())
-    await leading.wait()
+    waiter = asyncio.create_task(leading.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if not leading.is_set():
+        waiter.cancel()
+        # The election ended without ever leading: surface why instead of waiting forever.
+        task.result()
+        raise RuntimeError("leader election ended without acquiring the lease")
     return task
