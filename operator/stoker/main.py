@@ -45,8 +45,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     reconciler = Reconciler(Kube(api, config), config)
     await reconciler.prime()
     metrics.REGISTRY.register(
-        metrics.StateCollector(reconciler.job_counts, reconciler.queue_figures,
-                               reconciler.next_runs)
+        metrics.StateCollector(
+            reconciler.job_counts, reconciler.queue_figures, reconciler.next_runs
+        )
     )
     start_http_server(config.metrics_port, registry=metrics.REGISTRY)
     memo.reconciler = reconciler

@@ -12,6 +12,7 @@ neither is repeated when the same state is reconciled again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
@@ -136,10 +137,8 @@ class Reconciler:
             self._kick.clear()
             nxt = self.wakeups.next_due()
             timeout = None if nxt is None else max(0.0, (nxt - self.clock()).total_seconds())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def run_pass(self, keys: set[ObjKey]) -> None:
         await self._each([k for k in keys if k[0] == "rj"], self._reconcile_recurring)
@@ -201,11 +200,20 @@ class Reconciler:
         if plan.ready_attempt is not None and plan.ready_since is not None:
             # The status write waits for dispatch: a job that starts at once goes straight to
             # Running, one write instead of two.
-            self.ready[key] = Ready(body, job, plan, plan.ready_attempt, dispatch.Candidate(
-                namespace=job.namespace, name=job.name, queue=job.spec.queue,
-                priority=job.spec.priority, ready_at=plan.ready_since,
-                concurrency_key=job.spec.concurrency_key,
-            ))
+            self.ready[key] = Ready(
+                body,
+                job,
+                plan,
+                plan.ready_attempt,
+                dispatch.Candidate(
+                    namespace=job.namespace,
+                    name=job.name,
+                    queue=job.spec.queue,
+                    priority=job.spec.priority,
+                    ready_at=plan.ready_since,
+                    concurrency_key=job.spec.concurrency_key,
+                ),
+            )
             return
         self.ready.pop(key, None)
         await self._commit(body, job, plan, plan.status, now)
@@ -216,7 +224,8 @@ class Reconciler:
             return None
         status = body.get("status") or {}
         return lifecycle.ParentView(
-            uid=body["metadata"]["uid"], phase=status.get("phase"),
+            uid=body["metadata"]["uid"],
+            phase=status.get("phase"),
             finished_at=_time(status.get("finishedAt")),
         )
 
@@ -233,8 +242,12 @@ class Reconciler:
             await self.kube.post_event(body, "Warning", "InvalidSpec", message, rfc3339(now))
 
     async def _commit(
-        self, body: Body, job: lifecycle.JobView, plan: lifecycle.Plan,
-        status: BackgroundJobStatus, now: datetime,
+        self,
+        body: Body,
+        job: lifecycle.JobView,
+        plan: lifecycle.Plan,
+        status: BackgroundJobStatus,
+        now: datetime,
     ) -> bool:
         """Write the status; when it changed, post the plan's Events and count its transitions."""
         if not await self._write_status("bgj", body, job.status, status):
@@ -265,8 +278,13 @@ class Reconciler:
     def _count(self, job: lifecycle.JobView, plan: lifecycle.Plan) -> None:
         ns, queue = job.namespace, job.spec.queue
         for rec in plan.finished_attempts:
-            result = ("timeout" if rec.reason == "DeadlineExceeded"
-                      else "succeeded" if rec.result == "Succeeded" else "failed")
+            result = (
+                "timeout"
+                if rec.reason == "DeadlineExceeded"
+                else "succeeded"
+                if rec.result == "Succeeded"
+                else "failed"
+            )
             metrics.ATTEMPTS_FINISHED.labels(ns, queue, result).inc()
             if rec.started_at and rec.finished_at:
                 seconds = max(0.0, (rec.finished_at - rec.started_at).total_seconds())
@@ -294,8 +312,11 @@ class Reconciler:
             return
         held = {(k[0], s.concurrency_key) for k, s in self.running.items() if s.concurrency_key}
         result = dispatch.select(
-            (r.candidate for r in self.ready.values()), self.queue_states(),
-            len(self.running), self.settings.max_running, held,
+            (r.candidate for r in self.ready.values()),
+            self.queue_states(),
+            len(self.running),
+            self.settings.max_running,
+            held,
         )
         for c in result.start:  # claim the slots before any await, so no pass double-books
             self.running[c.namespace, c.name] = Slot(c.queue, c.concurrency_key)
@@ -333,7 +354,9 @@ class Reconciler:
                 plan.status.phase, plan.status.finished_at = "Failed", now
                 plan.status.message = _api_message(e)
                 plan.finished_phase = "Failed"
-                plan.events.append(lifecycle.Event("Warning", "InvalidPodTemplate", plan.status.message))
+                plan.events.append(
+                    lifecycle.Event("Warning", "InvalidPodTemplate", plan.status.message)
+                )
                 await self._commit(entry.body, job, plan, plan.status, now)
                 return
             why = f"creating pod failed: {_api_message(e)}; retrying"
@@ -346,15 +369,17 @@ class Reconciler:
             # A pod of that name belongs to an older job of the same name, still being deleted.
             self.running.pop(key, None)
             entry.plan.status = lifecycle.waiting(
-                entry.plan.status, "PodNameConflict",
+                entry.plan.status,
+                "PodNameConflict",
                 f"pod {pod['metadata']['name']} of an earlier job of this name still exists",
             )
             await self._commit(entry.body, job, entry.plan, entry.plan.status, now)
             self.wakeups.set(("bgj", *key), now + ERROR_RETRY)
             return
         self.store.put_pod(pod)
-        status = lifecycle.started(entry.plan.status, job.spec, entry.attempt,
-                                   pod["metadata"]["name"], now)
+        status = lifecycle.started(
+            entry.plan.status, job.spec, entry.attempt, pod["metadata"]["name"], now
+        )
         await self._commit(entry.body, job, entry.plan, status, now)
         metrics.ATTEMPTS_STARTED.labels(job.namespace, job.spec.queue).inc()
         wait = max(0.0, (now - entry.candidate.ready_at).total_seconds())
@@ -377,11 +402,14 @@ class Reconciler:
             if child is None or not _owned_by(child, rj.uid):
                 continue
             status = child.get("status") or {}
-            children.append(recurring.ChildView(
-                name=child_key[1], phase=status.get("phase"),
-                created_at=_time(child["metadata"].get("creationTimestamp")) or now,
-                finished_at=_time(status.get("finishedAt")),
-            ))
+            children.append(
+                recurring.ChildView(
+                    name=child_key[1],
+                    phase=status.get("phase"),
+                    created_at=_time(child["metadata"].get("creationTimestamp")) or now,
+                    finished_at=_time(status.get("finishedAt")),
+                )
+            )
         plan = recurring.decide(rj, children, now)
         for name in plan.delete:
             await self.kube.delete_object("backgroundjobs", rj.namespace, name)
@@ -393,8 +421,9 @@ class Reconciler:
             metrics.RECURRING_MISSED.labels(rj.namespace).inc(plan.missed)
         if await self._write_status("rj", body, rj.status, plan.status):
             for event in plan.events:
-                await self.kube.post_event(body, event.type, event.reason, event.message,
-                                           rfc3339(now))
+                await self.kube.post_event(
+                    body, event.type, event.reason, event.message, rfc3339(now)
+                )
         if plan.status.next_schedule_time is not None:
             self.next_run[key] = plan.status.next_schedule_time
         else:
@@ -421,14 +450,22 @@ class Reconciler:
             spec = JobQueueSpec.model_validate(body.get("spec") or {})
             old = JobQueueStatus.model_validate(body.get("status") or {})
             new = JobQueueStatus(
-                enqueued=enqueued[key], running=running[key], oldest_enqueued_at=oldest.get(key),
-                conditions=old.conditions, observed_generation=body["metadata"].get("generation"),
+                enqueued=enqueued[key],
+                running=running[key],
+                oldest_enqueued_at=oldest.get(key),
+                conditions=old.conditions,
+                observed_generation=body["metadata"].get("generation"),
             )
             lifecycle.set_condition(
-                new.conditions, "Active", not spec.suspend,
+                new.conditions,
+                "Active",
+                not spec.suspend,
                 "Suspended" if spec.suspend else "Dispatching",
-                "spec.suspend is true: nothing is dispatched" if spec.suspend
-                else "jobs are dispatched as capacity allows", now, always=True,
+                "spec.suspend is true: nothing is dispatched"
+                if spec.suspend
+                else "jobs are dispatched as capacity allows",
+                now,
+                always=True,
             )
             if not status_patch(old, new):
                 continue

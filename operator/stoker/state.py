@@ -59,9 +59,11 @@ class Store:
         if not self.serves(key[0]):
             return False
         held = self.objects[kind].get(key)
-        if held is not None and _rv(held) >= _rv(body) and held["metadata"].get("uid") == body[
-            "metadata"
-        ].get("uid"):
+        if (
+            held is not None
+            and _rv(held) >= _rv(body)
+            and held["metadata"].get("uid") == body["metadata"].get("uid")
+        ):
             return False
         self.objects[kind][key] = body
         if kind == "bgj":

@@ -251,7 +251,10 @@ def test_every_node_is_typed_and_arrays_have_items() -> None:
         assert not ("properties" in node and "additionalProperties" in node), (kind, path)
 
 
-ADMISSION_DEFAULTS = {("BackgroundJob", ".spec.queue"), ("RecurringJob", ".spec.jobTemplate.spec.queue")}
+ADMISSION_DEFAULTS = {
+    ("BackgroundJob", ".spec.queue"),
+    ("RecurringJob", ".spec.jobTemplate.spec.queue"),
+}
 
 
 def test_nothing_a_structural_schema_forbids_or_the_crd_must_not_store_is_left() -> None:

@@ -214,9 +214,7 @@ def test_queue_fills_up_within_one_pass() -> None:
     queues = by_key(queue("critical", concurrency=3, running=1))
     result = run([job(f"j{i}", "critical", ready=i) for i in range(4)], queues, running_total=1)
     assert started(result) == ["j0", "j1"]
-    assert result.waiting[NS, "j2"] == Waiting(
-        QUEUE_FULL, "queue critical is full (concurrency 3)"
-    )
+    assert result.waiting[NS, "j2"] == Waiting(QUEUE_FULL, "queue critical is full (concurrency 3)")
     assert reasons(result)["j3"] == QUEUE_FULL
 
 

@@ -24,17 +24,33 @@ def job(
 ) -> JobView:
     body = {"template": {"spec": {"containers": [{"name": "main", "image": "x"}]}}, **(spec or {})}
     return JobView(
-        namespace="ns", name=name, uid="uid-1", generation=1, created_at=T0,
-        annotations=annotations or {}, spec=BackgroundJobSpec.model_validate(body),
+        namespace="ns",
+        name=name,
+        uid="uid-1",
+        generation=1,
+        created_at=T0,
+        annotations=annotations or {},
+        spec=BackgroundJobSpec.model_validate(body),
         status=status or BackgroundJobStatus(),
     )
 
 
-def pod(attempt: int, phase: str, exit_code: int | None = None, reason: str | None = None,
-        finished: datetime | None = None) -> PodView:
-    return PodView(name=f"j-{attempt}", attempt=attempt, phase=phase, started_at=T0,
-                   finished_at=finished or (T0 if phase in ("Succeeded", "Failed") else None),
-                   exit_code=exit_code, reason=reason)
+def pod(
+    attempt: int,
+    phase: str,
+    exit_code: int | None = None,
+    reason: str | None = None,
+    finished: datetime | None = None,
+) -> PodView:
+    return PodView(
+        name=f"j-{attempt}",
+        attempt=attempt,
+        phase=phase,
+        started_at=T0,
+        finished_at=finished or (T0 if phase in ("Succeeded", "Failed") else None),
+        exit_code=exit_code,
+        reason=reason,
+    )
 
 
 def run(view: JobView, attempt: int, now: datetime = T0) -> JobView:
@@ -78,8 +94,15 @@ def test_succeeded_pod_completes_the_job_with_history() -> None:
 
 def test_failure_without_retries_fails_with_exit_code_and_message() -> None:
     view = run(job({"retry": {"attempts": 0}}), 1)
-    failed = PodView(name="j-1", attempt=1, phase="Failed", exit_code=3, reason="Error",
-                     message="boom", finished_at=T0)
+    failed = PodView(
+        name="j-1",
+        attempt=1,
+        phase="Failed",
+        exit_code=3,
+        reason="Error",
+        message="boom",
+        finished_at=T0,
+    )
     s = decide(view, [failed], {}, T0).status
     assert (s.phase, s.reason) == ("Failed", "AttemptsExhausted")
     assert "exit code 3" in (s.message or "")
@@ -97,8 +120,12 @@ def test_crash_after_pod_create_before_status_write_adopts_the_pod() -> None:
 def test_crash_after_pod_finished_records_it_once() -> None:
     plan = decide(job({"retry": {"attempts": 0}}), [pod(1, "Failed", exit_code=1)], {}, T0)
     assert plan.status.phase == "Failed"
-    again = decide(with_status(job({"retry": {"attempts": 0}}), plan.status),
-                   [pod(1, "Failed", exit_code=1)], {}, T0)
+    again = decide(
+        with_status(job({"retry": {"attempts": 0}}), plan.status),
+        [pod(1, "Failed", exit_code=1)],
+        {},
+        T0,
+    )
     assert len(again.status.attempts) == 1
     assert again.finished_attempts == []
 
@@ -116,11 +143,26 @@ def test_pod_view_reads_the_failing_container() -> None:
         "status": {
             "phase": "Failed",
             "containerStatuses": [
-                {"state": {"terminated": {"exitCode": 0, "startedAt": "2026-11-21T10:00:00Z",
-                                          "finishedAt": "2026-11-21T10:00:01Z"}}},
-                {"state": {"terminated": {"exitCode": 75, "reason": "Error", "message": " try later\n",
-                                          "startedAt": "2026-11-21T10:00:00Z",
-                                          "finishedAt": "2026-11-21T10:00:04Z"}}},
+                {
+                    "state": {
+                        "terminated": {
+                            "exitCode": 0,
+                            "startedAt": "2026-11-21T10:00:00Z",
+                            "finishedAt": "2026-11-21T10:00:01Z",
+                        }
+                    }
+                },
+                {
+                    "state": {
+                        "terminated": {
+                            "exitCode": 75,
+                            "reason": "Error",
+                            "message": " try later\n",
+                            "startedAt": "2026-11-21T10:00:00Z",
+                            "finishedAt": "2026-11-21T10:00:04Z",
+                        }
+                    }
+                },
             ],
         },
     }
@@ -130,8 +172,10 @@ def test_pod_view_reads_the_failing_container() -> None:
 
 
 def test_deadline_exceeded_pod_reason_wins() -> None:
-    body = {"metadata": {"name": "j-1", "labels": {"stoker.dev/attempt": "1"}},
-            "status": {"phase": "Failed", "reason": "DeadlineExceeded", "message": "too long"}}
+    body = {
+        "metadata": {"name": "j-1", "labels": {"stoker.dev/attempt": "1"}},
+        "status": {"phase": "Failed", "reason": "DeadlineExceeded", "message": "too long"},
+    }
     assert pod_view(body).timed_out
 
 
@@ -142,8 +186,10 @@ def test_deadline_exceeded_pod_reason_wins() -> None:
     ("retry", "expected_delays"),
     [
         ({"attempts": 3, "delays": ["60s", "5m"]}, [60, 300, 300]),
-        ({"attempts": 3, "backoff": {"initial": "10s", "factor": 2, "max": "25s", "jitter": 0}},
-         [10, 20, 25]),
+        (
+            {"attempts": 3, "backoff": {"initial": "10s", "factor": 2, "max": "25s", "jitter": 0}},
+            [10, 20, 25],
+        ),
     ],
 )
 def test_retry_delays_follow_the_policy(retry: dict[str, Any], expected_delays: list[int]) -> None:
@@ -153,8 +199,12 @@ def test_retry_delays_follow_the_policy(retry: dict[str, Any], expected_delays: 
     for attempt in range(1, 5):
         view = run(view, attempt, now)
         finished = now + timedelta(seconds=1)
-        plan = decide(view, [pod(a, "Failed", 1, finished=finished) for a in range(1, attempt + 1)],
-                      {}, finished)
+        plan = decide(
+            view,
+            [pod(a, "Failed", 1, finished=finished) for a in range(1, attempt + 1)],
+            {},
+            finished,
+        )
         view = with_status(view, plan.status)
         if attempt == 4:
             assert (plan.status.phase, plan.status.reason) == ("Failed", "AttemptsExhausted")
@@ -184,7 +234,9 @@ def test_timeout_is_retried_like_any_failure() -> None:
 def test_retry_due_time_is_kept_across_restarts() -> None:
     view = run(job({"retry": {"attempts": 2}}), 1)
     first = decide(view, [pod(1, "Failed", 1)], {}, T0)
-    later = decide(with_status(view, first.status), [pod(1, "Failed", 1)], {}, T0 + timedelta(seconds=2))
+    later = decide(
+        with_status(view, first.status), [pod(1, "Failed", 1)], {}, T0 + timedelta(seconds=2)
+    )
     assert later.status.next_attempt_at == first.status.next_attempt_at
     assert later.retry_scheduled is False  # counted once
 
@@ -192,8 +244,12 @@ def test_retry_due_time_is_kept_across_restarts() -> None:
 def test_retry_now_skips_the_remaining_delay_once() -> None:
     view = run(job({"retry": {"attempts": 2, "delays": ["1h"]}}), 1)
     scheduled = decide(view, [pod(1, "Failed", 1)], {}, T0).status
-    poked = with_status(job({"retry": {"attempts": 2, "delays": ["1h"]}},
-                            annotations={"stoker.dev/retry-now": "a"}), scheduled)
+    poked = with_status(
+        job(
+            {"retry": {"attempts": 2, "delays": ["1h"]}}, annotations={"stoker.dev/retry-now": "a"}
+        ),
+        scheduled,
+    )
     now = T0 + timedelta(minutes=1)
     plan = decide(poked, [pod(1, "Failed", 1)], {}, now)
     assert plan.ready_attempt == 2
@@ -229,7 +285,11 @@ def test_start_at_in_the_past_runs_now() -> None:
 
 def test_suspended_job_waits_with_reason() -> None:
     plan = decide(job({"suspend": True}), [], {}, T0)
-    assert (plan.status.phase, plan.status.reason, plan.ready_attempt) == ("Enqueued", "Suspended", None)
+    assert (plan.status.phase, plan.status.reason, plan.ready_attempt) == (
+        "Enqueued",
+        "Suspended",
+        None,
+    )
 
 
 # ---------------------------------------------------------------- continuations
@@ -247,8 +307,12 @@ def parent(phase: str | None, uid: str = "p-uid") -> ParentView:
         ("Succeeded", {"a": parent("Failed")}, "Awaiting", "ParentFailed"),
         ("Finished", {"a": parent("Failed")}, "Enqueued", "Ready"),
         ("Succeeded", {"a": parent("Succeeded")}, "Enqueued", "Ready"),
-        ("Succeeded", {"a": parent("Succeeded"), "b": parent("Running", "b")}, "Awaiting",
-         "WaitingForJobs"),
+        (
+            "Succeeded",
+            {"a": parent("Succeeded"), "b": parent("Running", "b")},
+            "Awaiting",
+            "WaitingForJobs",
+        ),
     ],
 )
 def test_continuations_wait_for_all_parents(
@@ -282,8 +346,9 @@ def test_a_parent_never_seen_keeps_the_child_waiting() -> None:
 # ---------------------------------------------------------------- requeue and TTL
 
 
-def finished_job(phase: str, spec: dict[str, Any] | None = None,
-                 annotations: dict[str, str] | None = None) -> JobView:
+def finished_job(
+    phase: str, spec: dict[str, Any] | None = None, annotations: dict[str, str] | None = None
+) -> JobView:
     view = run(job(spec), 1)
     outcome = pod(1, phase, 0 if phase == "Succeeded" else 1)
     s = decide(view, [outcome], {}, T0).status
@@ -291,7 +356,9 @@ def finished_job(phase: str, spec: dict[str, Any] | None = None,
 
 
 def test_requeue_starts_a_new_run_with_fresh_budget_once() -> None:
-    done = finished_job("Failed", {"retry": {"attempts": 0}}, annotations={"stoker.dev/requeue": "x"})
+    done = finished_job(
+        "Failed", {"retry": {"attempts": 0}}, annotations={"stoker.dev/requeue": "x"}
+    )
     plan = decide(done, [pod(1, "Failed", 1)], {}, T0 + timedelta(minutes=1))
     assert plan.ready_attempt == 2
     assert plan.status.requeue_token == "x" and plan.status.run_start_attempt == 2
@@ -353,7 +420,9 @@ def test_simulated_runs_never_duplicate_an_attempt(
     """Drive the machine like the reconciler does, dropping status writes at random (a crash
     between a pod write and a status write). Pods are the truth; no attempt gets two pods,
     no run exceeds attempts + 1, and the job ends as its last pod ended."""
-    spec = {"retry": {"attempts": attempts, "backoff": {"initial": "1s", "max": "4s", "jitter": 0.5}}}
+    spec = {
+        "retry": {"attempts": attempts, "backoff": {"initial": "1s", "max": "4s", "jitter": 0.5}}
+    }
     status = BackgroundJobStatus()
     pods: dict[int, PodView] = {}
     annotations: dict[str, str] = {}
@@ -373,7 +442,9 @@ def test_simulated_runs_never_duplicate_an_attempt(
         if plan.ready_attempt is not None:
             assert plan.ready_attempt not in pods, "an attempt would get a second pod"
             attempt = plan.ready_attempt
-            pods[attempt] = PodView(name=f"j-{attempt}", attempt=attempt, phase="Running", started_at=now)
+            pods[attempt] = PodView(
+                name=f"j-{attempt}", attempt=attempt, phase="Running", started_at=now
+            )
             if not crashes[(step + 7) % 40]:
                 status = started(plan.status, view.spec, attempt, f"j-{attempt}", now)
         else:
@@ -384,9 +455,12 @@ def test_simulated_runs_never_duplicate_an_attempt(
                     del pods[p.attempt]
                 else:
                     pods[p.attempt] = PodView(
-                        name=p.name, attempt=p.attempt,
+                        name=p.name,
+                        attempt=p.attempt,
                         phase="Succeeded" if outcome == "ok" else "Failed",
-                        started_at=p.started_at, finished_at=now, exit_code=0 if outcome == "ok" else 1,
+                        started_at=p.started_at,
+                        finished_at=now,
+                        exit_code=0 if outcome == "ok" else 1,
                     )
         if plan.wake_at is not None:
             bound = timedelta(seconds=4 * 1.5)

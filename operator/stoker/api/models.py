@@ -78,7 +78,9 @@ StringMap = Annotated[
     dict[str, str],
     WithJsonSchema({"type": "object", "additionalProperties": {"type": "string"}}),
 ]
-DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+DnsLabel = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
 ObjectName = Annotated[
     str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 ]
@@ -86,7 +88,7 @@ Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 
 class Model(BaseModel):
-    """camelCase on the wire; unknown fields ignored so that an older operator reads newer objects."""
+    """camelCase on the wire; unknown fields ignored, so an older operator reads newer objects."""
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=False
@@ -132,7 +134,7 @@ class PodTemplate(Model):
 
 
 class TaskCall(Model):
-    """A named call for the Stoker task runner image: STOKER_TASK and STOKER_ARGS in every container."""
+    """A named call for the task-runner image: STOKER_TASK and STOKER_ARGS in every container."""
 
     name: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
     args: FreeObject = Field(

@@ -144,8 +144,14 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
 
 
 def set_condition(
-    conditions: list[Condition], type_: str, value: bool, reason: str, message: str,
-    now: datetime, *, always: bool = False,
+    conditions: list[Condition],
+    type_: str,
+    value: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    *,
+    always: bool = False,
 ) -> None:
     """Set a metav1.Condition in place; lastTransitionTime moves only when the status flips.
     Like batch/v1 Job's, a condition appears once it is true, unless `always` is set."""
@@ -155,14 +161,18 @@ def set_condition(
             if c.status != state or c.reason != reason or c.message != message:
                 changed_at = now if c.status != state else c.last_transition_time
                 conditions[i] = Condition(
-                    type=type_, status=state, reason=reason, message=message,
+                    type=type_,
+                    status=state,
+                    reason=reason,
+                    message=message,
                     last_transition_time=changed_at,
                 )
             return
     if value or always:
         conditions.append(
-            Condition(type=type_, status=state, reason=reason, message=message,
-                      last_transition_time=now)
+            Condition(
+                type=type_, status=state, reason=reason, message=message, last_transition_time=now
+            )
         )
 
 
@@ -230,13 +240,18 @@ def decide(
             status.finished_at = status.next_attempt_at = status.started_at = None
             status.enqueued_at = now
             for type_ in ("Complete", "Failed"):
-                set_condition(status.conditions, type_, False, "Requeued", "the job was requeued", now)
+                set_condition(
+                    status.conditions, type_, False, "Requeued", "the job was requeued", now
+                )
             _set(status, "Enqueued", "Requeued", "requeued with a fresh retry budget")
             plan.events.append(Event("Normal", "Requeued", f"requeued (token {token})"))
         else:
             plan.events.append(
-                Event("Warning", "RequeueIgnored",
-                      f"requeue token {token} ignored: the job is {status.phase}, not finished")
+                Event(
+                    "Warning",
+                    "RequeueIgnored",
+                    f"requeue token {token} ignored: the job is {status.phase}, not finished",
+                )
             )
 
     if status.phase in FINISHED_PHASES:
@@ -265,8 +280,12 @@ def decide(
     if pod is not None and not pod.terminated:
         status.next_attempt_at = None
         status.started_at = status.started_at or pod.started_at
-        _set(status, "Running", "Started",
-             f"attempt {current} of {total_attempts(spec, run_start)} running in pod {pod.name}")
+        _set(
+            status,
+            "Running",
+            "Started",
+            f"attempt {current} of {total_attempts(spec, run_start)} running in pod {pod.name}",
+        )
         return plan
 
     if pod is not None and current >= run_start:
@@ -274,8 +293,13 @@ def decide(
 
     if status.phase == "Running" and current >= run_start:
         # The pod of a running attempt is gone without an outcome (deleted, evicted, node lost).
-        lost = PodView(name=pod_name(job.name, current), attempt=current, phase="Failed",
-                       reason="PodLost", message="the attempt's pod disappeared")
+        lost = PodView(
+            name=pod_name(job.name, current),
+            attempt=current,
+            phase="Failed",
+            reason="PodLost",
+            message="the attempt's pod disappeared",
+        )
         rec = _record(lost, now)
         status.attempts.append(rec)
         plan.finished_attempts.append(rec)
@@ -285,7 +309,11 @@ def decide(
 
 
 def _after_attempt(
-    job: JobView, plan: Plan, pod: PodView, run_start: int, now: datetime,
+    job: JobView,
+    plan: Plan,
+    pod: PodView,
+    run_start: int,
+    now: datetime,
     default_ttl: timedelta | None,
 ) -> Plan:
     status, spec = plan.status, job.spec
@@ -308,7 +336,9 @@ def _after_attempt(
         if spec.retry.on_exhausted == "Delete":
             plan.delete_job = True
             plan.finished_phase = "Failed"
-            plan.events.append(Event("Warning", reason, f"{what}; deleting the job (onExhausted: Delete)"))
+            plan.events.append(
+                Event("Warning", reason, f"{what}; deleting the job (onExhausted: Delete)")
+            )
             return plan
         return _fail(job, plan, reason, what, now, default_ttl)
 
@@ -328,7 +358,10 @@ def _after_attempt(
 
 
 def _before_attempt(
-    job: JobView, plan: Plan, parents: Mapping[str, ParentView | None], now: datetime,
+    job: JobView,
+    plan: Plan,
+    parents: Mapping[str, ParentView | None],
+    now: datetime,
     default_ttl: timedelta | None,
 ) -> Plan:
     status, spec = plan.status, job.spec
@@ -344,9 +377,14 @@ def _before_attempt(
             seen = status.parents.get(ref.name)
             if parent is None or (seen is not None and parent.uid != seen):
                 if seen is not None:
-                    return _fail(job, plan, "JobDeleted",
-                                 f"job {ref.name}, which this job waits for, was deleted",
-                                 now, default_ttl)
+                    return _fail(
+                        job,
+                        plan,
+                        "JobDeleted",
+                        f"job {ref.name}, which this job waits for, was deleted",
+                        now,
+                        default_ttl,
+                    )
                 waiting.append(f"{ref.name} (not found)")
                 continue
             status.parents[ref.name] = parent.uid
@@ -360,8 +398,12 @@ def _before_attempt(
             else:
                 waiting.append(f"{ref.name} ({parent.phase or 'new'})")
         if hopeless:
-            _set(status, "Awaiting", "ParentFailed",
-                 f"waiting for {', '.join(hopeless)} to succeed: failed, may still be requeued")
+            _set(
+                status,
+                "Awaiting",
+                "ParentFailed",
+                f"waiting for {', '.join(hopeless)} to succeed: failed, may still be requeued",
+            )
             return plan
         if waiting:
             _set(status, "Awaiting", "WaitingForJobs", f"waiting for {', '.join(waiting)}")
@@ -388,8 +430,9 @@ def _when_due(job: JobView, plan: Plan, due: datetime, attempt: int, now: dateti
     if token and token != status.retry_now_token:
         status.retry_now_token = token
         if due > now:
-            plan.events.append(Event("Normal", "RetryNow",
-                                     f"skipping the remaining delay (token {token})"))
+            plan.events.append(
+                Event("Normal", "RetryNow", f"skipping the remaining delay (token {token})")
+            )
             due = now
             status.next_attempt_at = now
     if due > now:
@@ -414,7 +457,11 @@ def _ready(job: JobView, plan: Plan, attempt: int, since: datetime) -> Plan:
 
 
 def _fail(
-    job: JobView, plan: Plan, reason: str, message: str, now: datetime,
+    job: JobView,
+    plan: Plan,
+    reason: str,
+    message: str,
+    now: datetime,
     default_ttl: timedelta | None,
 ) -> Plan:
     status = plan.status
@@ -436,8 +483,9 @@ def _finished(job: JobView, plan: Plan, now: datetime, default_ttl: timedelta | 
     expires = finished_at + ttl
     if expires <= now:
         plan.delete_job = True
-        plan.events.append(Event("Normal", "Expired",
-                                 f"deleted {format_duration(ttl)} after it finished"))
+        plan.events.append(
+            Event("Normal", "Expired", f"deleted {format_duration(ttl)} after it finished")
+        )
     else:
         plan.wake_at = expires
     return plan
@@ -455,8 +503,12 @@ def started(
     new.next_attempt_at = None
     new.started_at = now
     run_start = new.run_start_attempt or 1
-    _set(new, "Running", "Started",
-         f"attempt {attempt} of {total_attempts(spec, run_start)} running in pod {pod}")
+    _set(
+        new,
+        "Running",
+        "Started",
+        f"attempt {attempt} of {total_attempts(spec, run_start)} running in pod {pod}",
+    )
     return new
 
 

@@ -1,4 +1,4 @@
-"""The pod of one attempt, built from the job's template: pure, so it is tested without a cluster."""
+"""The pod of one attempt, built from the job's template: pure, tested without a cluster."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def build_pod(job: JobView, attempt: int) -> dict[str, Any]:
     # One pod per attempt: retries are the operator's business, never the kubelet's.
     pod_spec["restartPolicy"] = "Never"
     if spec.timeout:
-        pod_spec["activeDeadlineSeconds"] = max(1, math.ceil(parse_duration(spec.timeout).total_seconds()))
+        pod_spec["activeDeadlineSeconds"] = max(
+            1, math.ceil(parse_duration(spec.timeout).total_seconds())
+        )
 
     env: list[dict[str, str]] = [
         {"name": ENV_JOB_NAME, "value": job.name},

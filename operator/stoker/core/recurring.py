@@ -17,8 +17,8 @@ from stoker.api.models import (
     ANNOTATION_SCHEDULED_AT,
     ANNOTATION_TRIGGER,
     API_VERSION,
-    LABEL_RECURRING_JOB,
     FINISHED_PHASES,
+    LABEL_RECURRING_JOB,
     RecurringJobSpec,
     RecurringJobStatus,
     rfc3339,
@@ -83,11 +83,16 @@ def decide(rj: RecurringView, children: Sequence[ChildView], now: datetime) -> R
         return plan
     _valid(status, True, "ScheduleValid", f"{spec.schedule} in {spec.time_zone}", now)
 
-    active = [c.name for c in sorted(children, key=lambda c: c.created_at)
-              if c.phase not in FINISHED_PHASES]
+    active = [
+        c.name
+        for c in sorted(children, key=lambda c: c.created_at)
+        if c.phase not in FINISHED_PHASES
+    ]
     succeeded = [c.finished_at for c in children if c.phase == "Succeeded" and c.finished_at]
     if succeeded:
-        status.last_successful_time = max([*succeeded, *filter(None, [status.last_successful_time])])
+        status.last_successful_time = max(
+            [*succeeded, *filter(None, [status.last_successful_time])]
+        )
 
     token = rj.annotations.get(ANNOTATION_TRIGGER)
     if token and token != status.trigger_token:
@@ -111,25 +116,35 @@ def decide(rj: RecurringView, children: Sequence[ChildView], now: datetime) -> R
             status.handled_until = slots.latest_due
         plan.missed = slots.missed
         if slots.missed:
-            plan.events.append(Event(
-                "Warning", "MissedRuns",
-                f"{slots.missed} run(s) missed ({spec.misfire_policy}"
-                + (f", startingDeadline {spec.starting_deadline}" if deadline else "") + ")",
-            ))
+            plan.events.append(
+                Event(
+                    "Warning",
+                    "MissedRuns",
+                    f"{slots.missed} run(s) missed ({spec.misfire_policy}"
+                    + (f", startingDeadline {spec.starting_deadline}" if deadline else "")
+                    + ")",
+                )
+            )
         if slots.capped:
-            plan.events.append(Event(
-                "Warning", "CatchUpCapped",
-                f"more than {schedule.MAX_CATCH_UP} runs were missed; "
-                f"catching up the latest {schedule.MAX_CATCH_UP} only",
-            ))
+            plan.events.append(
+                Event(
+                    "Warning",
+                    "CatchUpCapped",
+                    f"more than {schedule.MAX_CATCH_UP} runs were missed; "
+                    f"catching up the latest {schedule.MAX_CATCH_UP} only",
+                )
+            )
         for slot in slots.run:
             verdict = schedule.concurrency_decision(spec.concurrency_policy, active)
             if not verdict.run:
                 plan.missed += 1
-                plan.events.append(Event(
-                    "Normal", "SkippedForbid",
-                    f"run at {rfc3339(slot)} skipped: {', '.join(active)} still active",
-                ))
+                plan.events.append(
+                    Event(
+                        "Normal",
+                        "SkippedForbid",
+                        f"run at {rfc3339(slot)} skipped: {', '.join(active)} still active",
+                    )
+                )
                 continue
             plan.delete += [n for n in verdict.delete if n not in plan.delete]
             active = [n for n in active if n not in verdict.delete]
@@ -138,8 +153,9 @@ def decide(rj: RecurringView, children: Sequence[ChildView], now: datetime) -> R
             active.append(name)
             status.last_schedule_time = slot
             if verdict.delete:
-                plan.events.append(Event("Normal", "Replaced",
-                                         f"deleted {', '.join(verdict.delete)} for {name}"))
+                plan.events.append(
+                    Event("Normal", "Replaced", f"deleted {', '.join(verdict.delete)} for {name}")
+                )
 
     if plan.create:
         status.last_job = plan.create[-1].name
@@ -148,8 +164,11 @@ def decide(rj: RecurringView, children: Sequence[ChildView], now: datetime) -> R
             active.append(new.name)
     status.active = active
 
-    finished = [(c.name, c.phase or "", c.finished_at or c.created_at)
-                for c in children if c.phase in FINISHED_PHASES]
+    finished = [
+        (c.name, c.phase or "", c.finished_at or c.created_at)
+        for c in children
+        if c.phase in FINISHED_PHASES
+    ]
     plan.delete += schedule.prune_history(
         finished, spec.successful_jobs_history_limit, spec.failed_jobs_history_limit
     )
@@ -179,14 +198,16 @@ def job_body(rj: Mapping[str, Any], name: str, slot: datetime | None) -> dict[st
             "namespace": meta["namespace"],
             "labels": {**(tmeta.get("labels") or {}), LABEL_RECURRING_JOB: meta["name"]},
             "annotations": annotations,
-            "ownerReferences": [{
-                "apiVersion": API_VERSION,
-                "kind": "RecurringJob",
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "RecurringJob",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
         },
         "spec": template["spec"],
     }

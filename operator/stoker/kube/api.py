@@ -73,7 +73,9 @@ class Kube:
 
     # ------------------------------------------------------------------ reads
 
-    async def list_all(self, plural: str, label_selector: str = "") -> AsyncIterator[dict[str, Any]]:
+    async def list_all(
+        self, plural: str, label_selector: str = ""
+    ) -> AsyncIterator[dict[str, Any]]:
         """Every object of a kind (pods when plural == "pods"), paged, across namespaces."""
         cont: str | None = None
         while True:
@@ -84,7 +86,9 @@ class Kube:
                 raw = await self.core.list_pod_for_all_namespaces(**kwargs)
                 page = self.api.sanitize_for_serialization(raw)
             else:
-                page = await self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
+                page = await self.custom.list_cluster_custom_object(
+                    GROUP, VERSION, plural, **kwargs
+                )
             for item in page.get("items", []):
                 yield item
             cont = (page.get("metadata") or {}).get("continue")
@@ -99,9 +103,15 @@ class Kube:
         """Merge-patch .status; None when the object is gone."""
         try:
             result: dict[str, Any] = await self._write(
-                "patch", f"{plural}/status",
+                "patch",
+                f"{plural}/status",
                 lambda: self.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, namespace, plural, name, {"status": dict(status)},
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
+                    {"status": dict(status)},
                     _content_type=MERGE_PATCH,  # type: ignore[call-arg]  # CRDs take no SMP
                 ),
             )
@@ -115,7 +125,8 @@ class Kube:
         """Create a custom object; False when one of that name already exists."""
         try:
             await self._write(
-                "create", plural,
+                "create",
+                plural,
                 lambda: self.custom.create_namespaced_custom_object(
                     GROUP, VERSION, namespace, plural, dict(body)
                 ),
@@ -126,7 +137,9 @@ class Kube:
                 return False
             raise
 
-    async def delete_object(self, plural: str, namespace: str, name: str, uid: str | None = None) -> None:
+    async def delete_object(
+        self, plural: str, namespace: str, name: str, uid: str | None = None
+    ) -> None:
         """Delete a custom object (its pods follow by garbage collection). The uid
         precondition keeps a stale decision from deleting a newer object of the same name."""
         body = client.V1DeleteOptions(
@@ -135,7 +148,8 @@ class Kube:
         )
         try:
             await self._write(
-                "delete", plural,
+                "delete",
+                plural,
                 lambda: self.custom.delete_namespaced_custom_object(
                     GROUP, VERSION, namespace, plural, name, body=body
                 ),
@@ -144,13 +158,17 @@ class Kube:
             if e.status not in (404, 409):
                 raise
 
-    async def create_pod(self, namespace: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    async def create_pod(
+        self, namespace: str, body: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
         """Create the pod of an attempt; (pod, created). An existing pod of that name is
         returned instead, so a restarted operator adopts its pod rather than making another."""
         name = body["metadata"]["name"]
         try:
             raw = await self._write(
-                "create", "pods", lambda: self.core.create_namespaced_pod(namespace, cast(Any, dict(body)))
+                "create",
+                "pods",
+                lambda: self.core.create_namespaced_pod(namespace, cast(Any, dict(body))),
             )
             return self.api.sanitize_for_serialization(raw), True
         except ApiException as e:
@@ -185,9 +203,16 @@ class Kube:
         }
         try:
             await self._write(
-                "create", "events",
+                "create",
+                "events",
                 lambda: self.core.create_namespaced_event(meta["namespace"], cast(Any, event)),
             )
         except ApiException as e:
             # An Event is a courtesy: losing one must never stall a job.
-            log.warning("event %s on %s/%s not posted: %s", reason, meta["namespace"], meta["name"], e.reason)
+            log.warning(
+                "event %s on %s/%s not posted: %s",
+                reason,
+                meta["namespace"],
+                meta["name"],
+                e.reason,
+            )

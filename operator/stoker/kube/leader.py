@@ -25,8 +25,12 @@ async def become_leader(api: ApiClient, settings: Settings) -> asyncio.Task[None
     leading = asyncio.Event()
 
     async def started() -> None:
-        log.info("%s leads (lease %s/%s)", settings.identity, settings.lease_namespace,
-                 settings.lease_name)
+        log.info(
+            "%s leads (lease %s/%s)",
+            settings.identity,
+            settings.lease_namespace,
+            settings.lease_name,
+        )
         leading.set()
         await asyncio.Event().wait()  # hold the lead until renewal fails
 
