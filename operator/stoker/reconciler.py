@@ -93,19 +93,22 @@ class Reconciler:
         self._kick.set()
 
     def on_object(self, kind: Kind, event_type: str | None, body: Body) -> None:
-        key = key_of(body)
-        if event_type == "DELETED":
-            if not self.store.remove(kind, body):
-                return
-        elif not self.store.put(kind, body):
+        stored = (self.store.remove if event_type == "DELETED" else self.store.put)(kind, body)
+        if stored:
+            self.mark((kind, *key_of(body)))
+            self._wake_dependents(kind, body)
+
+    def _wake_dependents(self, kind: Kind, body: Body) -> None:
+        """A job's continuations and its RecurringJob decide on its status: wake them on every
+        change, whether it came from a watch event or from the answer to our own write."""
+        if kind != "bgj":
             return
-        self.mark((kind, *key))
-        if kind == "bgj":
-            for child in self.store.children.get(key, ()):
-                self.mark(("bgj", *child))
-            owner = recurring_owner(body)
-            if owner:
-                self.mark(("rj", key[0], owner))
+        key = key_of(body)
+        for child in self.store.children.get(key, ()):
+            self.mark(("bgj", *child))
+        owner = recurring_owner(body)
+        if owner:
+            self.mark(("rj", key[0], owner))
 
     def on_pod(self, event_type: str | None, pod: Body) -> None:
         job = self.store.remove_pod(pod) if event_type == "DELETED" else self.store.put_pod(pod)
@@ -238,7 +241,7 @@ class Reconciler:
         )[:1024]
         new = old.model_copy(deep=True)
         new.phase, new.reason, new.message, new.finished_at = "Failed", "InvalidSpec", message, now
-        if await self._write_status("bgj", body, old, new):
+        if await self._write_status("bgj", body, new):
             await self.kube.post_event(body, "Warning", "InvalidSpec", message, rfc3339(now))
 
     async def _commit(
@@ -250,7 +253,7 @@ class Reconciler:
         now: datetime,
     ) -> bool:
         """Write the status; when it changed, post the plan's Events and count its transitions."""
-        if not await self._write_status("bgj", body, job.status, status):
+        if not await self._write_status("bgj", body, status):
             return False
         if job.status.phase is None:
             metrics.JOBS_CREATED.labels(job.namespace, job.spec.queue).inc()
@@ -258,16 +261,18 @@ class Reconciler:
         self._count(job, plan)
         return True
 
-    async def _write_status(self, kind: Kind, body: Body, old: Model, new: Model) -> bool:
+    async def _write_status(self, kind: Kind, body: Body, new: Model) -> bool:
         """True when a write happened; False when nothing changed or the object is gone."""
-        patch = status_patch(old, new)
+        current = self.store.objects[kind].get(key_of(body)) or body
+        patch = status_patch(current.get("status") or {}, new)
         if not patch:
             return False
         meta = body["metadata"]
         answer = await self.kube.patch_status(PLURALS[kind], meta["namespace"], meta["name"], patch)
         if answer is None:
             return False
-        self.store.put(kind, answer)
+        if self.store.put(kind, answer):
+            self._wake_dependents(kind, answer)
         return True
 
     async def _post_events(self, body: Body, plan: lifecycle.Plan, now: datetime) -> None:
@@ -419,7 +424,7 @@ class Reconciler:
                 metrics.RECURRING_LAG.observe(max(0.0, (self.clock() - new.slot).total_seconds()))
         if plan.missed:
             metrics.RECURRING_MISSED.labels(rj.namespace).inc(plan.missed)
-        if await self._write_status("rj", body, rj.status, plan.status):
+        if await self._write_status("rj", body, plan.status):
             for event in plan.events:
                 await self.kube.post_event(
                     body, event.type, event.reason, event.message, rfc3339(now)
@@ -467,14 +472,14 @@ class Reconciler:
                 now,
                 always=True,
             )
-            if not status_patch(old, new):
+            if not status_patch(body.get("status") or {}, new):
                 continue
             last = self.queue_written.get(key)
             if last is not None and now - last[0] < QUEUE_STATUS_INTERVAL and key not in marked:
                 self.wakeups.set(("jq", *key), last[0] + QUEUE_STATUS_INTERVAL)
                 continue
             self.queue_written[key] = (now, new)
-            writes.append(self._write_status("jq", body, old, new))
+            writes.append(self._write_status("jq", body, new))
         await self._each_coro([_discard(w) for w in writes])
 
     # ------------------------------------------------------------------ metrics views

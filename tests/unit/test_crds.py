@@ -214,13 +214,13 @@ def test_names_group_and_version(kind: str, plural: str, short: str) -> None:
             "BackgroundJob",
             [("Phase", "string", ".status.phase"), ("Queue", "string", ".spec.queue"),
              ("Attempt", "integer", ".status.attempt"), ("Reason", "string", ".status.reason"),
-             ("Next Attempt", "date", ".status.nextAttemptAt")],
+             ("Next Attempt", "string", ".status.nextAttemptAt")],
         ),
         (
             "RecurringJob",
             [("Schedule", "string", ".spec.schedule"), ("TimeZone", "string", ".spec.timeZone"),
              ("Suspend", "boolean", ".spec.suspend"), ("Last", "date", ".status.lastScheduleTime"),
-             ("Next", "date", ".status.nextScheduleTime")],
+             ("Next", "string", ".status.nextScheduleTime")],
         ),
         (
             "JobQueue",

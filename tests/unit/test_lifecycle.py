@@ -401,7 +401,7 @@ def test_no_status_change_means_no_patch() -> None:
 
     view = run(job(), 1)
     plan = decide(view, [pod(1, "Running")], {}, T0)
-    assert status_patch(view.status, plan.status) == {}
+    assert status_patch(view.status.wire(), plan.status) == {}
 
 
 # ---------------------------------------------------------------- properties

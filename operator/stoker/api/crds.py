@@ -188,7 +188,8 @@ KINDS: tuple[CrdKind, ...] = (
             _column("Queue", ".spec.queue"),
             _column("Attempt", ".status.attempt", "integer"),
             _column("Reason", ".status.reason"),
-            _column("Next Attempt", ".status.nextAttemptAt", "date"),
+            # A future time in a "date" column prints as <invalid>: show the timestamp itself.
+            _column("Next Attempt", ".status.nextAttemptAt"),
             _AGE,
         ],
         root_rules=[
@@ -212,7 +213,7 @@ KINDS: tuple[CrdKind, ...] = (
             _column("TimeZone", ".spec.timeZone"),
             _column("Suspend", ".spec.suspend", "boolean"),
             _column("Last", ".status.lastScheduleTime", "date"),
-            _column("Next", ".status.nextScheduleTime", "date"),
+            _column("Next", ".status.nextScheduleTime"),
             _AGE,
         ],
         root_rules=[

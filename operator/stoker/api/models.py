@@ -12,6 +12,7 @@ them and GitOps tools see no server-side drift.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -355,12 +356,12 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def status_patch(old: Model, new: Model) -> dict[str, Any]:
-    """The JSON merge patch that turns `old` into `new`: changed top-level fields only, null for
-    a field that went away; empty when nothing changed, so no write is spent on it."""
-    before, after = old.wire(), new.wire()
-    return {
-        key: after.get(key)
-        for key in before.keys() | after.keys()
-        if before.get(key) != after.get(key)
-    }
+def status_patch(stored: Mapping[str, Any], new: Model) -> dict[str, Any]:
+    """The JSON merge patch that turns the stored .status into `new`: changed fields only, null
+    for a field of the model that went away, other writers' fields (kopf's) left alone; empty
+    when nothing changed, so no write is spent on it."""
+    after = new.wire()
+    ours = {field.alias or name for name, field in type(new).model_fields.items()}
+    patch = {key: value for key, value in after.items() if stored.get(key) != value}
+    patch.update({key: None for key in stored.keys() & ours if key not in after})
+    return patch

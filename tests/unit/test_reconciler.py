@@ -1,0 +1,227 @@
+"""The reconciler's shell logic against an in-memory API: no cluster, the clock injected."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stoker.reconciler import Reconciler
+from stoker.settings import Settings
+
+T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+
+
+class FakeKube:
+    """Just enough of stoker.kube.api.Kube: objects in dicts, resourceVersions counting up."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.events: list[tuple[str, str]] = []
+        self.writes: list[tuple[str, str]] = []
+        self._rv = itertools.count(1)
+
+    def _bump(self, body: dict[str, Any]) -> dict[str, Any]:
+        body["metadata"]["resourceVersion"] = str(next(self._rv))
+        return copy.deepcopy(body)
+
+    def add(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        meta.setdefault("uid", f"uid-{meta['name']}")
+        meta.setdefault("creationTimestamp", "2026-11-21T10:00:00Z")
+        meta.setdefault("generation", 1)
+        self.objects[plural, meta["namespace"], meta["name"]] = body
+        return self._bump(body)
+
+    async def list_all(
+        self, plural: str, label_selector: str = ""
+    ) -> AsyncIterator[dict[str, Any]]:
+        for (p, _, _), body in list(self.objects.items()):
+            if p == plural:
+                yield copy.deepcopy(body)
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        self.writes.append(("patch", f"{plural}/status"))
+        body = self.objects.get((plural, namespace, name))
+        if body is None:
+            return None
+        merged = {**(body.get("status") or {}), **status}
+        body["status"] = {k: v for k, v in merged.items() if v is not None}
+        return self._bump(body)
+
+    async def create_pod(
+        self, namespace: str, body: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        self.writes.append(("create", "pods"))
+        key = (namespace, body["metadata"]["name"])
+        if key in self.pods:
+            return copy.deepcopy(self.pods[key]), False
+        pod = copy.deepcopy(dict(body))
+        pod["status"] = {"phase": "Pending"}
+        self.pods[key] = pod
+        return self._bump(pod), True
+
+    async def create_object(self, plural: str, namespace: str, body: Mapping[str, Any]) -> bool:
+        self.writes.append(("create", plural))
+        if (plural, namespace, body["metadata"]["name"]) in self.objects:
+            return False
+        self.add(plural, copy.deepcopy(dict(body)))
+        return True
+
+    async def delete_object(
+        self, plural: str, namespace: str, name: str, uid: str | None = None
+    ) -> None:
+        self.writes.append(("delete", plural))
+        self.objects.pop((plural, namespace, name), None)
+
+    async def post_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str, now_text: str
+    ) -> None:
+        self.writes.append(("create", "events"))
+        self.events.append((involved["metadata"]["name"], reason))
+
+    def finish_pod(self, namespace: str, name: str, exit_code: int = 0) -> dict[str, Any]:
+        pod = self.pods[namespace, name]
+        pod["status"] = {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "containerStatuses": [
+                {
+                    "state": {
+                        "terminated": {
+                            "exitCode": exit_code,
+                            "startedAt": "2026-11-21T10:00:00Z",
+                            "finishedAt": "2026-11-21T10:00:02Z",
+                        }
+                    }
+                }
+            ],
+        }
+        return self._bump(pod)
+
+
+def job(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "stoker.dev/v1alpha1",
+        "kind": "BackgroundJob",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "x"}]}}, **spec},
+    }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def settle(r: Reconciler, passes: int = 5) -> None:
+    """Run passes over whatever is dirty or due, as the loop would."""
+    for _ in range(passes):
+        keys = r.dirty | set(r.wakeups.pop_due(r.clock()))
+        r.dirty = set()
+        if not keys:
+            return
+        await r.run_pass(keys)
+
+
+def phase(kube: FakeKube, name: str) -> str | None:
+    return (kube.objects["backgroundjobs", "ns", name].get("status") or {}).get("phase")
+
+
+async def make(kube: FakeKube, clock: Clock, **settings: Any) -> Reconciler:
+    r = Reconciler(kube, Settings(**settings), clock)  # type: ignore[arg-type]
+    await r.prime()
+    return r
+
+
+async def test_our_own_final_write_wakes_the_continuation() -> None:
+    """The watch event for our own status write is not newer than what we stored from the
+    write's answer, so it is dropped; the continuation must be woken by the write itself."""
+    kube, clock = FakeKube(), Clock()
+    kube.add("backgroundjobs", job("parent"))
+    kube.add("backgroundjobs", job("child", after=[{"name": "parent"}]))
+    r = await make(kube, clock)
+    await settle(r)
+    assert (phase(kube, "parent"), phase(kube, "child")) == ("Running", "Awaiting")
+
+    r.on_pod("MODIFIED", kube.finish_pod("ns", "parent-1"))
+    await settle(r)
+    assert phase(kube, "parent") == "Succeeded"
+    assert phase(kube, "child") == "Running"
+    assert ("ns", "child-1") in kube.pods
+
+
+async def test_a_ready_job_goes_straight_to_running_in_two_writes() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.add("backgroundjobs", job("one"))
+    r = await make(kube, clock)
+    await settle(r)
+    assert kube.writes == [("create", "pods"), ("patch", "backgroundjobs/status")]
+
+
+async def test_retry_delay_wakes_the_job_from_the_heap() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.add("backgroundjobs", job("flaky", retry={"attempts": 1, "delays": ["30s"]}))
+    r = await make(kube, clock)
+    await settle(r)
+    r.on_pod("MODIFIED", kube.finish_pod("ns", "flaky-1", exit_code=1))
+    await settle(r)
+    assert phase(kube, "flaky") == "Scheduled"
+    assert ("ns", "flaky-2") not in kube.pods
+    clock.now = T0 + timedelta(seconds=29)
+    await settle(r)
+    assert ("ns", "flaky-2") not in kube.pods
+    clock.now = T0 + timedelta(seconds=33)
+    await settle(r)
+    assert ("ns", "flaky-2") in kube.pods and phase(kube, "flaky") == "Running"
+
+
+async def test_queue_limit_starts_the_next_job_when_a_slot_frees() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.add(
+        "jobqueues",
+        {
+            "apiVersion": "stoker.dev/v1alpha1",
+            "kind": "JobQueue",
+            "metadata": {"name": "q", "namespace": "ns"},
+            "spec": {"concurrency": 1},
+        },
+    )
+    kube.add("backgroundjobs", job("a", queue="q"))
+    clock.now = T0 + timedelta(seconds=1)
+    kube.add("backgroundjobs", job("b", queue="q"))
+    kube.objects["backgroundjobs", "ns", "b"]["metadata"]["creationTimestamp"] = (
+        "2026-11-21T10:00:01Z"
+    )
+    r = await make(kube, clock)
+    await settle(r)
+    assert (phase(kube, "a"), phase(kube, "b")) == ("Running", "Enqueued")
+    assert kube.objects["backgroundjobs", "ns", "b"]["status"]["reason"] == "QueueFull"
+    r.on_pod("MODIFIED", kube.finish_pod("ns", "a-1"))
+    await settle(r)
+    assert (phase(kube, "a"), phase(kube, "b")) == ("Succeeded", "Running")
+
+
+async def test_zero_figures_are_written_to_queue_status() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.add(
+        "jobqueues",
+        {
+            "apiVersion": "stoker.dev/v1alpha1",
+            "kind": "JobQueue",
+            "metadata": {"name": "q", "namespace": "ns"},
+            "spec": {},
+        },
+    )
+    r = await make(kube, clock)
+    await settle(r)
+    status = kube.objects["jobqueues", "ns", "q"]["status"]
+    assert (status["enqueued"], status["running"]) == (0, 0)
+    assert status["conditions"][0]["type"] == "Active"
