@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from stoker import __version__, metrics
 from stoker.api.models import (
+    LABEL_JOB_UID,
     BackgroundJobSpec,
     BackgroundJobStatus,
     JobQueueSpec,
@@ -63,6 +64,8 @@ class Ready:
     plan: lifecycle.Plan
     attempt: int
     candidate: dispatch.Candidate
+    # Decided in this pass and not yet written: dispatch writes it even if the reason stays.
+    fresh: bool = True
 
 
 @dataclass(frozen=True)
@@ -330,8 +333,10 @@ class Reconciler:
         waits = []
         for key, why in result.waiting.items():
             entry = self.ready[key]
-            if (entry.plan.status.reason, entry.plan.status.message) != (why.reason, why.message):
+            # A fresh plan may change more than the reason; an old one only by its reason.
+            if entry.fresh or (entry.plan.status.reason, entry.plan.status.message) != why:
                 entry.plan.status = lifecycle.waiting(entry.plan.status, why.reason, why.message)
+                entry.fresh = False
                 waits.append(self._commit_waiting(entry, now))
         await self._each_coro([*starts, *waits])
 
@@ -355,31 +360,27 @@ class Reconciler:
             self.running.pop(key, None)
             if e.status in (400, 422):  # the template itself is invalid: retrying cannot help
                 plan = entry.plan
-                plan.status = lifecycle.waiting(plan.status, "InvalidPodTemplate", "")
-                plan.status.phase, plan.status.finished_at = "Failed", now
-                plan.status.message = _api_message(e)
+                plan.status = lifecycle.failed(
+                    plan.status, "InvalidPodTemplate", _api_message(e), now
+                )
                 plan.finished_phase = "Failed"
                 plan.events.append(
-                    lifecycle.Event("Warning", "InvalidPodTemplate", plan.status.message)
+                    lifecycle.Event("Warning", "InvalidPodTemplate", plan.status.message or "")
                 )
                 await self._commit(entry.body, job, plan, plan.status, now)
-                return
-            why = f"creating pod failed: {_api_message(e)}; retrying"
-            entry.plan.status = lifecycle.waiting(entry.plan.status, "PodCreateFailed", why)
-            await self._commit(entry.body, job, entry.plan, entry.plan.status, now)
-            self.wakeups.set(("bgj", *key), now + ERROR_RETRY)
+            else:
+                why = f"creating pod failed: {_api_message(e)}; retrying"
+                await self._wait_and_retry(entry, "PodCreateFailed", why, now)
             return
-        labels = pod["metadata"].get("labels") or {}
-        if labels.get("stoker.dev/job-uid") != job.uid:
+        except Exception:
+            self.running.pop(key, None)
+            self.wakeups.set(("bgj", *key), now + ERROR_RETRY)
+            raise
+        if (pod["metadata"].get("labels") or {}).get(LABEL_JOB_UID) != job.uid:
             # A pod of that name belongs to an older job of the same name, still being deleted.
             self.running.pop(key, None)
-            entry.plan.status = lifecycle.waiting(
-                entry.plan.status,
-                "PodNameConflict",
-                f"pod {pod['metadata']['name']} of an earlier job of this name still exists",
-            )
-            await self._commit(entry.body, job, entry.plan, entry.plan.status, now)
-            self.wakeups.set(("bgj", *key), now + ERROR_RETRY)
+            why = f"pod {pod['metadata']['name']} of an earlier job of this name still exists"
+            await self._wait_and_retry(entry, "PodNameConflict", why, now)
             return
         self.store.put_pod(pod)
         status = lifecycle.started(
@@ -389,6 +390,11 @@ class Reconciler:
         metrics.ATTEMPTS_STARTED.labels(job.namespace, job.spec.queue).inc()
         wait = max(0.0, (now - entry.candidate.ready_at).total_seconds())
         metrics.QUEUE_WAIT.labels(job.namespace, job.spec.queue).observe(wait)
+
+    async def _wait_and_retry(self, entry: Ready, reason: str, message: str, now: datetime) -> None:
+        entry.plan.status = lifecycle.waiting(entry.plan.status, reason, message)
+        await self._commit(entry.body, entry.job, entry.plan, entry.plan.status, now)
+        self.wakeups.set(("bgj", entry.job.namespace, entry.job.name), now + ERROR_RETRY)
 
     # ------------------------------------------------------------------ RecurringJob
 

@@ -225,3 +225,30 @@ async def test_zero_figures_are_written_to_queue_status() -> None:
     status = kube.objects["jobqueues", "ns", "q"]["status"]
     assert (status["enqueued"], status["running"]) == (0, 0)
     assert status["conditions"][0]["type"] == "Active"
+
+
+async def test_a_waiting_job_still_reports_a_spec_change() -> None:
+    kube, clock = FakeKube(), Clock()
+    queue = {
+        "apiVersion": "stoker.dev/v1alpha1",
+        "kind": "JobQueue",
+        "metadata": {"name": "q", "namespace": "ns"},
+        "spec": {"concurrency": 1},
+    }
+    kube.add("jobqueues", queue)
+    kube.add("backgroundjobs", job("a", queue="q"))
+    kube.add("backgroundjobs", job("b", queue="q"))
+    kube.objects["backgroundjobs", "ns", "b"]["metadata"]["creationTimestamp"] = (
+        "2026-11-21T10:00:01Z"
+    )
+    r = await make(kube, clock)
+    await settle(r)
+    assert kube.objects["backgroundjobs", "ns", "b"]["status"]["reason"] == "QueueFull"
+
+    b = kube.objects["backgroundjobs", "ns", "b"]
+    b["spec"]["priority"] = 5
+    b["metadata"]["generation"] = 2
+    r.on_object("bgj", "MODIFIED", kube._bump(b))
+    await settle(r)
+    status = kube.objects["backgroundjobs", "ns", "b"]["status"]
+    assert (status["reason"], status["observedGeneration"]) == ("QueueFull", 2)

@@ -464,11 +464,7 @@ def _fail(
     now: datetime,
     default_ttl: timedelta | None,
 ) -> Plan:
-    status = plan.status
-    status.finished_at = now
-    status.next_attempt_at = None
-    _set(status, "Failed", reason, message)
-    set_condition(status.conditions, "Failed", True, reason, message, now)
+    plan.status = failed(plan.status, reason, message, now)
     plan.finished_phase = "Failed"
     plan.events.append(Event("Warning", reason, message))
     return _finished(job, plan, now, default_ttl)
@@ -509,6 +505,18 @@ def started(
         "Started",
         f"attempt {attempt} of {total_attempts(spec, run_start)} running in pod {pod}",
     )
+    return new
+
+
+def failed(
+    status: BackgroundJobStatus, reason: str, message: str, now: datetime
+) -> BackgroundJobStatus:
+    """The status of a job that failed before its attempt could start (e.g. a pod template
+    the API server refuses)."""
+    new = status.model_copy(deep=True)
+    new.finished_at, new.next_attempt_at = now, None
+    _set(new, "Failed", reason, message)
+    set_condition(new.conditions, "Failed", True, reason, message, now)
     return new
 
 
