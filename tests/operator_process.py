@@ -43,13 +43,17 @@ class Operator:
             "STOKER_HEALTH_PORT": str(free_port()),
             "STOKER_LEASE_NAMESPACE": "default",
             "STOKER_IDENTITY": "stoker-test",
+            # A short Lease keeps failover tests quick; production keeps the 15 s default.
+            "STOKER_LEASE_DURATION": "5s",
             "STOKER_API_QPS": "500",
             "STOKER_API_BURST": "1000",
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start the process; with `wait`, return once it serves (it leads: startup waits for
+        the Lease before the metrics endpoint opens)."""
         assert self.proc is None or self.proc.poll() is not None
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -60,9 +64,10 @@ class Operator:
             cwd=REPO,
             preexec_fn=_die_with_parent,
         )
-        wait_for(self._serving, timeout=60, description="the operator's metrics endpoint")
+        if wait:
+            wait_for(self.serving, timeout=60, description="the operator's metrics endpoint")
 
-    def _serving(self) -> bool:
+    def serving(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"operator exited {self.proc.returncode}; see {self.log_path}")

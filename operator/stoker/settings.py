@@ -49,5 +49,6 @@ class Settings:
             leader_election=e.get("STOKER_LEADER_ELECTION", "true").lower() == "true",
             lease_name=e.get("STOKER_LEASE_NAME", "stoker-operator"),
             lease_namespace=e.get("STOKER_LEASE_NAMESPACE", e.get("POD_NAMESPACE", "default")),
+            lease_duration=parse_duration(e.get("STOKER_LEASE_DURATION", "15s")),
             identity=e.get("STOKER_IDENTITY", e.get("HOSTNAME", "stoker-operator")),
         )
