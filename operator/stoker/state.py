@@ -28,6 +28,15 @@ def recurring_owner(body: Mapping[str, Any]) -> str | None:
     return (body["metadata"].get("labels") or {}).get(LABEL_RECURRING_JOB)
 
 
+def _lean(body: Body) -> Body:
+    """The body without metadata.managedFields: never read, and half of a job's memory. A copy,
+    because kopf still holds the event's body."""
+    meta = body["metadata"]
+    if "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 def _rv(body: Mapping[str, Any]) -> int:
     try:
         return int(body["metadata"].get("resourceVersion") or 0)
@@ -65,7 +74,7 @@ class Store:
             and held["metadata"].get("uid") == body["metadata"].get("uid")
         ):
             return False
-        self.objects[kind][key] = body
+        self.objects[kind][key] = _lean(body)
         if kind == "bgj":
             for ref in (body.get("spec") or {}).get("after") or []:
                 self.children[key[0], ref["name"]].add(key)
@@ -99,7 +108,7 @@ class Store:
         held = self.pods[uid].get(attempt)
         if held is not None and _rv(held) >= _rv(pod):
             return None
-        self.pods[uid][attempt] = pod
+        self.pods[uid][attempt] = _lean(pod)
         return pod["metadata"]["namespace"], name
 
     def remove_pod(self, pod: Body) -> Key | None:

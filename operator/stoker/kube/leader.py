@@ -44,8 +44,8 @@ async def become_leader(api: ApiClient, settings: Settings) -> asyncio.Task[None
         electionconfig.Config(
             LeaseLock(settings.lease_name, settings.lease_namespace, settings.identity, api),
             lease_duration=duration,
-            renew_deadline=max(2, duration * 2 // 3),
-            retry_period=1,
+            renew_deadline=max(3, duration * 2 // 3),
+            retry_period=2,  # client-go's default: a renewal every 2 s
             onstarted_leading=started,
             onstopped_leading=stopped,
         )
