@@ -254,6 +254,8 @@ def test_every_node_is_typed_and_arrays_have_items() -> None:
 ADMISSION_DEFAULTS = {
     ("BackgroundJob", ".spec.queue"),
     ("RecurringJob", ".spec.jobTemplate.spec.queue"),
+    ("RecurringJob", ".spec.timeZone"),
+    ("RecurringJob", ".spec.suspend"),
 }
 
 
@@ -306,8 +308,9 @@ def test_only_marked_defaults_are_applied_at_admission() -> None:
     # Objects are stored as applied, but for the queue: `kubectl get bgj` and label selectors
     # must see which queue a job is in, so the API server fills in "default".
     assert at("BackgroundJob", "spec.queue")["default"] == "default"
-    assert "default" not in at("RecurringJob", "spec.timeZone")
+    assert at("RecurringJob", "spec.timeZone")["default"] == "UTC"
     assert "default" not in at("BackgroundJob", "spec.retry.attempts")
+    assert "default" not in at("RecurringJob", "spec.misfirePolicy")
 
 
 # ---------------------------------------------------------------- CEL rules

@@ -288,8 +288,11 @@ class RecurringJobSpec(Model):
             ]
         },
     )
-    time_zone: str = Field(default="UTC", min_length=1, max_length=64)
-    suspend: bool = False
+    # Admission defaults: `kubectl get rj` shows them in its TimeZone and Suspend columns.
+    time_zone: str = Field(
+        default="UTC", min_length=1, max_length=64, json_schema_extra={ADMISSION_DEFAULT: True}
+    )
+    suspend: bool = Field(default=False, json_schema_extra={ADMISSION_DEFAULT: True})
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Allow"
     misfire_policy: Literal["RunOnce", "RunAll", "Skip"] = "RunOnce"
     starting_deadline: Duration | None = None

@@ -134,7 +134,14 @@ def decide(rj: RecurringView, children: Sequence[ChildView], now: datetime) -> R
                     f"catching up the latest {schedule.MAX_CATCH_UP} only",
                 )
             )
+        existing = {c.name for c in children}
         for slot in slots.run:
+            name = schedule.job_name(rj.name, slot)
+            if name in existing:
+                # Created by an earlier decision whose status write was lost (a restart): the
+                # slot has run, and Forbid or Replace must not judge it against its own job.
+                status.last_schedule_time, status.last_job = slot, name
+                continue
             verdict = schedule.concurrency_decision(spec.concurrency_policy, active)
             if not verdict.run:
                 plan.missed += 1
@@ -148,7 +155,6 @@ def decide(rj: RecurringView, children: Sequence[ChildView], now: datetime) -> R
                 continue
             plan.delete += [n for n in verdict.delete if n not in plan.delete]
             active = [n for n in active if n not in verdict.delete]
-            name = schedule.job_name(rj.name, slot)
             plan.create.append(NewJob(name, slot))
             active.append(name)
             status.last_schedule_time = slot

@@ -35,9 +35,12 @@ already handled (or the RecurringJob's creation time). A due slot older than
 - ``RunAll`` (Hangfire Strict) runs all of them, oldest first, but at most ``cap`` (the most
   recent ones, so a long outage cannot queue an endless backlog) and reports the cap;
 - ``Skip`` (Hangfire Ignorable) runs the most recent one only if it is on time: within
-  ``startingDeadline`` when that is set, otherwise within ON_TIME_GRACE, which absorbs the
-  operator's own reaction time (a wake-up, a leader change) so that being slightly late is
-  not a misfire. Everything else is missed.
+  ``startingDeadline`` when that is set, otherwise within ON_TIME_GRACE or half the time to
+  the following slot, whichever is shorter. The grace absorbs the operator's own reaction
+  time (a wake-up, a leader change) so that being slightly late is not a misfire; the
+  half-period cap keeps it from swallowing every outage of a frequent schedule (with a
+  60 s grace an every-minute schedule would always run its latest slot, like RunOnce).
+  Everything else is missed.
 
 Every due slot that does not run is counted as missed, exactly, without enumerating them.
 """
@@ -61,7 +64,8 @@ from stoker.api.models import CRON_MACROS, JOB_NAME_MAX, RECURRING_NAME_MAX
 MisfirePolicy = Literal["RunOnce", "RunAll", "Skip"]
 ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
 
-# How late a slot may be handled and still count as on time under Skip (without a deadline).
+# How late a slot may be handled and still count as on time under Skip (without a deadline),
+# at most: half the time to the following slot is the other bound.
 ON_TIME_GRACE = timedelta(seconds=60)
 # RunAll catches up at most this many missed runs (API.md).
 MAX_CATCH_UP = 100
@@ -356,7 +360,9 @@ def due_slots(
         run = tuple(reversed(newest_first[:cap]))
     elif misfire_policy == "RunOnce":
         run = (latest,) if latest >= oldest_runnable else ()
-    elif now - latest <= (grace if starting_deadline is None else starting_deadline):
+    elif now - latest <= (
+        min(grace, (next_slot - latest) / 2) if starting_deadline is None else starting_deadline
+    ):
         run = (latest,)
     missed = schedule.count(last, now) - len(run)
     return SlotPlan(run=run, missed=missed, capped=capped, latest_due=latest, next_slot=next_slot)
