@@ -30,7 +30,11 @@ step() {
   if (( missing == 0 )); then log "$name: cached"; return; fi
   local t0=$SECONDS
   log "$name: building (first time only; this takes minutes)"
-  "build_$name"
+  # go build is silent while it compiles: say every 30 s that it is still at work.
+  (while sleep 30; do log "$name: still building ($((SECONDS - t0))s)"; done) &
+  local ticker=$!
+  "build_$name" || { kill "$ticker"; return 1; }
+  kill "$ticker"
   log "$name: done in $((SECONDS - t0))s"
 }
 
