@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +51,7 @@ ObjKey = tuple[Kind, str, str]
 PARALLEL_WRITES = 32
 ERROR_RETRY = timedelta(seconds=5)
 QUEUE_STATUS_INTERVAL = timedelta(seconds=1)
+DISPATCH: ObjKey = ("bgj", "", "dispatch")  # the key errors of a dispatch are counted under
 PLURALS: dict[Kind, str] = {"bgj": "backgroundjobs", "rj": "recurringjobs", "jq": "jobqueues"}
 KINDS: dict[Kind, str] = {"bgj": "BackgroundJob", "rj": "RecurringJob", "jq": "JobQueue"}
 
@@ -88,6 +89,7 @@ class Reconciler:
         self._kick = asyncio.Event()
         self._limit = asyncio.Semaphore(PARALLEL_WRITES)
         self.next_run: dict[Key, datetime] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ events in
 
@@ -148,26 +150,42 @@ class Reconciler:
 
     async def run_pass(self, keys: set[ObjKey]) -> None:
         await self._each([k for k in keys if k[0] == "rj"], self._reconcile_recurring)
-        await self._each([k for k in keys if k[0] == "bgj"], self._reconcile_job)
-        await self._guard(("bgj", "", "dispatch"), self._dispatch())
+        # Decide every job and run dispatch before any write is awaited, then write it all at
+        # once: a slot freed in this pass is refilled without waiting for the writes of the job
+        # that freed it.
+        writes = [w for k in keys if k[0] == "bgj" for w in [self._decide_job(k)] if w]
+        writes += self._dispatch()
+        await self._each_coro(writes)
         await self._sync_queues({(ns, name) for kind, ns, name in keys if kind == "jq"})
 
     async def _each(self, keys: Iterable[ObjKey], fn: Callable[[ObjKey], Awaitable[None]]) -> None:
-        async def one(key: ObjKey) -> None:
-            async with self._limit:
-                await self._guard(key, fn(key))
+        await self._each_coro([self._guard(k, fn(k)) for k in keys])
 
-        await asyncio.gather(*(one(k) for k in keys))
+    async def _each_coro(self, work: Sequence[Awaitable[object]]) -> None:
+        async def one(w: Awaitable[object]) -> None:
+            async with self._limit:
+                await w
+
+        await asyncio.gather(*(one(w) for w in work))
 
     async def _guard(self, key: ObjKey, work: Awaitable[None]) -> None:
         """A failing object is retried later and never stops the others."""
         try:
             await work
         except Exception:
-            metrics.RECONCILE_ERRORS.labels(kind=KINDS[key[0]]).inc()
-            log.exception("reconciling %s %s/%s failed; retrying in %s", *key, ERROR_RETRY)
-            if key[2] != "dispatch":
-                self.wakeups.set(key, self.clock() + ERROR_RETRY)
+            self._failed(key)
+
+    def _failed(self, key: ObjKey) -> None:
+        metrics.RECONCILE_ERRORS.labels(kind=KINDS[key[0]]).inc()
+        log.exception("reconciling %s %s/%s failed; retrying in %s", *key, ERROR_RETRY)
+        if key[2] != DISPATCH[2]:
+            self.wakeups.set(key, self.clock() + ERROR_RETRY)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` without holding up the pass (Events: a courtesy, not state)."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ BackgroundJob
 
@@ -176,28 +194,33 @@ class Reconciler:
         self.running.pop(key, None)
         self.wakeups.set(("bgj", *key), None)
 
-    async def _reconcile_job(self, okey: ObjKey) -> None:
+    def _decide_job(self, okey: ObjKey) -> Awaitable[None] | None:
+        """Decide one job now (no awaits) and update the slot bookkeeping; return its writes."""
+        try:
+            work = self._plan_job(okey)
+        except Exception:
+            self._failed(okey)
+            return None
+        return None if work is None else self._guard(okey, work)
+
+    def _plan_job(self, okey: ObjKey) -> Awaitable[None] | None:
         key = (okey[1], okey[2])
         body = self.store.jobs.get(key)
         if body is None:
             self._forget(key)
-            return
+            return None
         now = self.clock()
         try:
             job = job_view(body)
         except ValidationError as e:
-            await self._reject(body, e, now)
-            return
+            return self._reject(body, e, now)
         pods = [lifecycle.pod_view(p) for p in self.store.pods_of(job.uid)]
         parents = {ref.name: self._parent(job.namespace, ref.name) for ref in job.spec.after}
         plan = lifecycle.decide(job, pods, parents, now, self.settings.default_ttl_after_finished)
 
         if plan.delete_job:
-            await self._post_events(body, plan, now)
-            self._count(job, plan)
-            await self.kube.delete_object("backgroundjobs", job.namespace, job.name, job.uid)
             self._forget(key)
-            return
+            return self._delete_job(body, job, plan, now)
         self.wakeups.set(okey, plan.wake_at)
         if plan.status.phase == "Running":
             self.running[key] = Slot(job.spec.queue, job.spec.concurrency_key)
@@ -220,9 +243,21 @@ class Reconciler:
                     concurrency_key=job.spec.concurrency_key,
                 ),
             )
-            return
+            return None
         self.ready.pop(key, None)
+        return self._commit_plan(body, job, plan, now)
+
+    async def _commit_plan(
+        self, body: Body, job: lifecycle.JobView, plan: lifecycle.Plan, now: datetime
+    ) -> None:
         await self._commit(body, job, plan, plan.status, now)
+
+    async def _delete_job(
+        self, body: Body, job: lifecycle.JobView, plan: lifecycle.Plan, now: datetime
+    ) -> None:
+        await self._post_events(body, plan, now)
+        self._count(job, plan)
+        await self.kube.delete_object("backgroundjobs", job.namespace, job.name, job.uid)
 
     def _parent(self, namespace: str, name: str) -> lifecycle.ParentView | None:
         body = self.store.jobs.get((namespace, name))
@@ -260,7 +295,8 @@ class Reconciler:
             return False
         if job.status.phase is None:
             metrics.JOBS_CREATED.labels(job.namespace, job.spec.queue).inc()
-        await self._post_events(body, plan, now)
+        if plan.events:
+            self._background(self._post_events(body, plan, now))
         self._count(job, plan)
         return True
 
@@ -279,9 +315,9 @@ class Reconciler:
         return True
 
     async def _post_events(self, body: Body, plan: lifecycle.Plan, now: datetime) -> None:
-        for event in plan.events:
+        events, plan.events = plan.events, []
+        for event in events:
             await self.kube.post_event(body, event.type, event.reason, event.message, rfc3339(now))
-        plan.events.clear()
 
     def _count(self, job: lifecycle.JobView, plan: lifecycle.Plan) -> None:
         ns, queue = job.namespace, job.spec.queue
@@ -315,9 +351,11 @@ class Reconciler:
         running = ((key[0], slot.queue) for key, slot in self.running.items())
         return dispatch.queue_states(specs, running)
 
-    async def _dispatch(self) -> None:
+    def _dispatch(self) -> list[Awaitable[None]]:
+        """Choose who starts now (no awaits: slots are claimed before any write) and return
+        the writes: pod creates for those who start, status writes for those who wait."""
         if not self.ready:
-            return
+            return []
         held = {(k[0], s.concurrency_key) for k, s in self.running.items() if s.concurrency_key}
         result = dispatch.select(
             (r.candidate for r in self.ready.values()),
@@ -326,26 +364,21 @@ class Reconciler:
             self.settings.max_running,
             held,
         )
-        for c in result.start:  # claim the slots before any await, so no pass double-books
-            self.running[c.namespace, c.name] = Slot(c.queue, c.concurrency_key)
         now = self.clock()
-        starts = [self._start(self.ready.pop((c.namespace, c.name)), now) for c in result.start]
-        waits = []
+        work: list[Awaitable[None]] = []
+        for c in result.start:
+            self.running[c.namespace, c.name] = Slot(c.queue, c.concurrency_key)
+            work.append(
+                self._guard(DISPATCH, self._start(self.ready.pop((c.namespace, c.name)), now))
+            )
         for key, why in result.waiting.items():
             entry = self.ready[key]
             # A fresh plan may change more than the reason; an old one only by its reason.
             if entry.fresh or (entry.plan.status.reason, entry.plan.status.message) != why:
                 entry.plan.status = lifecycle.waiting(entry.plan.status, why.reason, why.message)
                 entry.fresh = False
-                waits.append(self._commit_waiting(entry, now))
-        await self._each_coro([*starts, *waits])
-
-    async def _each_coro(self, work: list[Awaitable[None]]) -> None:
-        async def one(w: Awaitable[None]) -> None:
-            async with self._limit:
-                await w
-
-        await asyncio.gather(*(one(w) for w in work))
+                work.append(self._guard(DISPATCH, self._commit_waiting(entry, now)))
+        return work
 
     async def _commit_waiting(self, entry: Ready, now: datetime) -> None:
         if await self._commit(entry.body, entry.job, entry.plan, entry.plan.status, now):
@@ -456,7 +489,7 @@ class Reconciler:
             enqueued[qk] += 1
             oldest[qk] = min(oldest.get(qk, r.candidate.ready_at), r.candidate.ready_at)
         running = Counter((k[0], s.queue) for k, s in self.running.items())
-        writes = []
+        writes: list[Awaitable[object]] = []
         for key, body in self.store.objects["jq"].items():
             spec = JobQueueSpec.model_validate(body.get("spec") or {})
             old = JobQueueStatus.model_validate(body.get("status") or {})
@@ -486,7 +519,7 @@ class Reconciler:
                 continue
             self.queue_written[key] = (now, new)
             writes.append(self._write_status("jq", body, new))
-        await self._each_coro([_discard(w) for w in writes])
+        await self._each_coro(writes)
 
     # ------------------------------------------------------------------ metrics views
 
@@ -502,10 +535,6 @@ class Reconciler:
     def queue_figures(self) -> Iterable[tuple[tuple[str, str], tuple[int, int | None]]]:
         for key, state in self.queue_states().items():
             yield key, (state.running, state.concurrency)
-
-
-async def _discard(work: Awaitable[Any]) -> None:
-    await work
 
 
 def job_view(body: Body) -> lifecycle.JobView:
