@@ -90,6 +90,10 @@ class Reconciler:
         self._limit = asyncio.Semaphore(PARALLEL_WRITES)
         self.next_run: dict[Key, datetime] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Writes in flight, the jobs they write, and jobs to decide again once theirs are done.
+        self._writes: set[asyncio.Task[None]] = set()
+        self._busy: set[Key] = set()
+        self._deferred: set[Key] = set()
 
     # ------------------------------------------------------------------ events in
 
@@ -140,7 +144,7 @@ class Reconciler:
             keys = self.dirty | set(self.wakeups.pop_due(now))
             self.dirty = set()
             if keys:
-                await self.run_pass(keys)
+                await self.run_pass(keys, wait=False)
                 continue
             self._kick.clear()
             nxt = self.wakeups.next_due()
@@ -148,15 +152,53 @@ class Reconciler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout)
 
-    async def run_pass(self, keys: set[ObjKey]) -> None:
+    async def run_pass(self, keys: set[ObjKey], wait: bool = True) -> None:
+        """Decide every job and run dispatch before any write is sent, then send the writes.
+
+        A slot freed in this pass is refilled without waiting for the writes of the job that
+        freed it, and (wait=False, the loop) the next pass starts while writes are in flight:
+        a job with a write in flight is decided again once that write is done, so its writes
+        never overtake each other.
+        """
         await self._each([k for k in keys if k[0] == "rj"], self._reconcile_recurring)
-        # Decide every job and run dispatch before any write is awaited, then write it all at
-        # once: a slot freed in this pass is refilled without waiting for the writes of the job
-        # that freed it.
-        writes = [w for k in keys if k[0] == "bgj" for w in [self._decide_job(k)] if w]
-        writes += self._dispatch()
-        await self._each_coro(writes)
+        for okey in keys:
+            key = (okey[1], okey[2])
+            if okey[0] != "bgj":
+                continue
+            if key in self._busy:
+                self._deferred.add(key)
+                continue
+            work = self._decide_job(okey)
+            if work is not None:
+                self._send(key, work)
+        for key, work in self._dispatch():
+            self._send(key, work)
+        if wait:
+            await self.drain()
         await self._sync_queues({(ns, name) for kind, ns, name in keys if kind == "jq"})
+
+    def _send(self, key: Key, work: Awaitable[None]) -> None:
+        async def limited() -> None:
+            async with self._limit:
+                await work
+
+        self._busy.add(key)
+        task = asyncio.create_task(limited())
+        self._writes.add(task)
+        task.add_done_callback(lambda t: self._sent(key, t))
+
+    def _sent(self, key: Key, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        self._busy.discard(key)
+        if key in self._deferred:
+            self._deferred.discard(key)
+            self.mark(("bgj", *key))
+        self._kick.set()  # queue figures may have changed
+
+    async def drain(self) -> None:
+        """Wait until every write sent so far is done."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes))
 
     async def _each(self, keys: Iterable[ObjKey], fn: Callable[[ObjKey], Awaitable[None]]) -> None:
         await self._each_coro([self._guard(k, fn(k)) for k in keys])
@@ -351,33 +393,34 @@ class Reconciler:
         running = ((key[0], slot.queue) for key, slot in self.running.items())
         return dispatch.queue_states(specs, running)
 
-    def _dispatch(self) -> list[Awaitable[None]]:
+    def _dispatch(self) -> list[tuple[Key, Awaitable[None]]]:
         """Choose who starts now (no awaits: slots are claimed before any write) and return
-        the writes: pod creates for those who start, status writes for those who wait."""
+        the writes: pod creates for those who start, status writes for those who wait. A job
+        with a write in flight takes part once that write is done."""
         if not self.ready:
             return []
+        self._deferred.update(self.ready.keys() & self._busy)
         held = {(k[0], s.concurrency_key) for k, s in self.running.items() if s.concurrency_key}
         result = dispatch.select(
-            (r.candidate for r in self.ready.values()),
+            (r.candidate for k, r in self.ready.items() if k not in self._busy),
             self.queue_states(),
             len(self.running),
             self.settings.max_running,
             held,
         )
         now = self.clock()
-        work: list[Awaitable[None]] = []
+        work: list[tuple[Key, Awaitable[None]]] = []
         for c in result.start:
-            self.running[c.namespace, c.name] = Slot(c.queue, c.concurrency_key)
-            work.append(
-                self._guard(DISPATCH, self._start(self.ready.pop((c.namespace, c.name)), now))
-            )
+            key = (c.namespace, c.name)
+            self.running[key] = Slot(c.queue, c.concurrency_key)
+            work.append((key, self._guard(DISPATCH, self._start(self.ready.pop(key), now))))
         for key, why in result.waiting.items():
             entry = self.ready[key]
             # A fresh plan may change more than the reason; an old one only by its reason.
             if entry.fresh or (entry.plan.status.reason, entry.plan.status.message) != why:
                 entry.plan.status = lifecycle.waiting(entry.plan.status, why.reason, why.message)
                 entry.fresh = False
-                work.append(self._guard(DISPATCH, self._commit_waiting(entry, now)))
+                work.append((key, self._guard(DISPATCH, self._commit_waiting(entry, now))))
         return work
 
     async def _commit_waiting(self, entry: Ready, now: datetime) -> None:

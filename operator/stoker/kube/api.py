@@ -8,6 +8,7 @@ goes through one client-side rate limiter (QPS/burst settings) and is counted in
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -83,8 +84,8 @@ class Kube:
             if cont:
                 kwargs["_continue"] = cont
             if plural == "pods":
-                raw = await self.core.list_pod_for_all_namespaces(**kwargs)
-                page = self.api.sanitize_for_serialization(raw)
+                raw = self.core.list_pod_for_all_namespaces(**kwargs, _preload_content=False)
+                page = await _json(raw)
             else:
                 page = await self.custom.list_cluster_custom_object(
                     GROUP, VERSION, plural, **kwargs
@@ -165,17 +166,21 @@ class Kube:
         returned instead, so a restarted operator adopts its pod rather than making another."""
         name = body["metadata"]["name"]
         try:
-            raw = await self._write(
+            pod = await self._write(
                 "create",
                 "pods",
-                lambda: self.core.create_namespaced_pod(namespace, cast(Any, dict(body))),
+                lambda: _json(
+                    self.core.create_namespaced_pod(
+                        namespace, cast(Any, dict(body)), _preload_content=False
+                    )
+                ),
             )
-            return self.api.sanitize_for_serialization(raw), True
+            return pod, True
         except ApiException as e:
             if e.status != 409:
                 raise
-        raw = await self.core.read_namespaced_pod(name, namespace)
-        return self.api.sanitize_for_serialization(raw), False
+        existing = self.core.read_namespaced_pod(name, namespace, _preload_content=False)
+        return await _json(existing), False
 
     async def post_event(
         self, involved: Mapping[str, Any], type_: str, reason: str, message: str, now_text: str
@@ -216,3 +221,23 @@ class Kube:
                 meta["name"],
                 e.reason,
             )
+
+
+async def _json(call: Awaitable[Any]) -> dict[str, Any]:
+    """The body of a core API call made with _preload_content=False, as plain JSON.
+
+    The generated client would build typed model objects from every pod and the reconciler
+    would turn them back into dicts: pure-Python work on the event loop for each attempt.
+    Without preloading, the client also leaves the status check to us.
+    """
+    response = await call
+    try:
+        data = await response.read()
+    finally:
+        response.release()
+    if not 200 <= response.status <= 299:
+        error = ApiException(status=response.status, reason=response.reason)
+        error.body = data.decode("utf-8", "replace")
+        raise error
+    result: dict[str, Any] = json.loads(data)
+    return result
