@@ -94,6 +94,8 @@ class Reconciler:
         self._writes: set[asyncio.Task[None]] = set()
         self._busy: set[Key] = set()
         self._deferred: set[Key] = set()
+        # Set when a slot frees, a job becomes ready or a queue changes: dispatch has work.
+        self._dispatch_due = False
 
     # ------------------------------------------------------------------ events in
 
@@ -106,6 +108,7 @@ class Reconciler:
         if stored:
             self.mark((kind, *key_of(body)))
             self._wake_dependents(kind, body)
+            self._dispatch_due |= kind == "jq"
 
     def _wake_dependents(self, kind: Kind, body: Body) -> None:
         """A job's continuations and its RecurringJob decide on its status: wake them on every
@@ -231,9 +234,13 @@ class Reconciler:
 
     # ------------------------------------------------------------------ BackgroundJob
 
+    def _release(self, key: Key) -> None:
+        if self.running.pop(key, None) is not None:
+            self._dispatch_due = True
+
     def _forget(self, key: Key) -> None:
         self.ready.pop(key, None)
-        self.running.pop(key, None)
+        self._release(key)
         self.wakeups.set(("bgj", *key), None)
 
     def _decide_job(self, okey: ObjKey) -> Awaitable[None] | None:
@@ -267,8 +274,9 @@ class Reconciler:
         if plan.status.phase == "Running":
             self.running[key] = Slot(job.spec.queue, job.spec.concurrency_key)
         else:
-            self.running.pop(key, None)
+            self._release(key)
         if plan.ready_attempt is not None and plan.ready_since is not None:
+            self._dispatch_due = True
             # The status write waits for dispatch: a job that starts at once goes straight to
             # Running, one write instead of two.
             self.ready[key] = Ready(
@@ -397,8 +405,9 @@ class Reconciler:
         """Choose who starts now (no awaits: slots are claimed before any write) and return
         the writes: pod creates for those who start, status writes for those who wait. A job
         with a write in flight takes part once that write is done."""
-        if not self.ready:
+        if not self.ready or not self._dispatch_due:
             return []
+        self._dispatch_due = False
         self._deferred.update(self.ready.keys() & self._busy)
         held = {(k[0], s.concurrency_key) for k, s in self.running.items() if s.concurrency_key}
         result = dispatch.select(
@@ -433,7 +442,7 @@ class Reconciler:
         try:
             pod, _ = await self.kube.create_pod(job.namespace, build_pod(job, entry.attempt))
         except ApiException as e:
-            self.running.pop(key, None)
+            self._release(key)
             if e.status in (400, 422):  # the template itself is invalid: retrying cannot help
                 plan = entry.plan
                 plan.status = lifecycle.failed(
@@ -449,12 +458,12 @@ class Reconciler:
                 await self._wait_and_retry(entry, "PodCreateFailed", why, now)
             return
         except Exception:
-            self.running.pop(key, None)
+            self._release(key)
             self.wakeups.set(("bgj", *key), now + ERROR_RETRY)
             raise
         if (pod["metadata"].get("labels") or {}).get(LABEL_JOB_UID) != job.uid:
             # A pod of that name belongs to an older job of the same name, still being deleted.
-            self.running.pop(key, None)
+            self._release(key)
             why = f"pod {pod['metadata']['name']} of an earlier job of this name still exists"
             await self._wait_and_retry(entry, "PodNameConflict", why, now)
             return
@@ -525,6 +534,18 @@ class Reconciler:
     async def _sync_queues(self, marked: set[Key]) -> None:
         """Write each JobQueue's figures when they changed, at most once a second per queue."""
         now = self.clock()
+        due = [
+            key
+            for key in self.store.objects["jq"]
+            if key in marked
+            or (last := self.queue_written.get(key)) is None
+            or now - last[0] >= QUEUE_STATUS_INTERVAL
+        ]
+        for key in self.store.objects["jq"].keys() - set(due):
+            # Written less than a second ago: look again when it may be written.
+            self.wakeups.set(("jq", *key), self.queue_written[key][0] + QUEUE_STATUS_INTERVAL)
+        if not due:
+            return
         enqueued: Counter[Key] = Counter()
         oldest: dict[Key, datetime] = {}
         for r in self.ready.values():
@@ -533,7 +554,8 @@ class Reconciler:
             oldest[qk] = min(oldest.get(qk, r.candidate.ready_at), r.candidate.ready_at)
         running = Counter((k[0], s.queue) for k, s in self.running.items())
         writes: list[Awaitable[object]] = []
-        for key, body in self.store.objects["jq"].items():
+        for key in due:
+            body = self.store.objects["jq"][key]
             spec = JobQueueSpec.model_validate(body.get("spec") or {})
             old = JobQueueStatus.model_validate(body.get("status") or {})
             new = JobQueueStatus(
@@ -555,10 +577,6 @@ class Reconciler:
                 always=True,
             )
             if not status_patch(body.get("status") or {}, new):
-                continue
-            last = self.queue_written.get(key)
-            if last is not None and now - last[0] < QUEUE_STATUS_INTERVAL and key not in marked:
-                self.wakeups.set(("jq", *key), last[0] + QUEUE_STATUS_INTERVAL)
                 continue
             self.queue_written[key] = (now, new)
             writes.append(self._write_status("jq", body, new))

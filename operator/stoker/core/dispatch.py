@@ -143,24 +143,23 @@ def select(
     started_in_queue: Counter[Key] = Counter()
     taken_keys: set[Key] = set()
     result = Dispatch()
+    # The same queue gives every waiting job the same message: build each one once.
+    queue_waiting = {key: _queue_waiting(queue) for key, queue in resolved.items()}
+    max_waiting = Waiting(
+        MAX_RUNNING, f"the operator-wide limit is reached (maxRunning {max_running})"
+    )
     for _, job in entries:
-        queue = resolved[job.namespace, job.queue]
-        running_in_queue = queue.running + started_in_queue[job.namespace, job.queue]
-        running_now = running_total + len(result.start)
+        queue_key = (job.namespace, job.queue)
+        queue = resolved[queue_key]
+        running_in_queue = queue.running + started_in_queue[queue_key]
         concurrency_key = (
             (job.namespace, job.concurrency_key) if job.concurrency_key is not None else None
         )
-        if not queue.exists:
-            waiting = Waiting(
-                QUEUE_NOT_FOUND, f"queue {job.queue} does not exist in namespace {job.namespace}"
-            )
-        elif queue.suspend:
-            waiting = Waiting(QUEUE_SUSPENDED, f"queue {job.queue} is suspended")
-        elif queue.concurrency is not None and running_in_queue >= queue.concurrency:
-            waiting = Waiting(
-                QUEUE_FULL,
-                f"queue {job.queue} is full (concurrency {queue.concurrency})",
-            )
+        blocked = queue_waiting[queue_key]
+        if blocked is not None and (
+            blocked.reason != QUEUE_FULL or running_in_queue >= (queue.concurrency or 0)
+        ):
+            waiting = blocked
         elif concurrency_key is not None and (
             concurrency_key in held_keys or concurrency_key in taken_keys
         ):
@@ -168,11 +167,8 @@ def select(
                 CONCURRENCY_KEY_HELD,
                 f"another job with concurrencyKey {job.concurrency_key} is running",
             )
-        elif max_running is not None and running_now >= max_running:
-            waiting = Waiting(
-                MAX_RUNNING,
-                f"the operator-wide limit is reached (maxRunning {max_running})",
-            )
+        elif max_running is not None and running_total + len(result.start) >= max_running:
+            waiting = max_waiting
         else:
             result.start.append(job)
             started_in_queue[job.namespace, job.queue] += 1
@@ -181,3 +177,17 @@ def select(
             continue
         result.waiting[job.namespace, job.name] = waiting
     return result
+
+
+def _queue_waiting(queue: QueueState) -> Waiting | None:
+    """What holds back every job of `queue`, if anything: missing, suspended, or (when its
+    running count reaches it) its concurrency limit."""
+    if not queue.exists:
+        return Waiting(
+            QUEUE_NOT_FOUND, f"queue {queue.name} does not exist in namespace {queue.namespace}"
+        )
+    if queue.suspend:
+        return Waiting(QUEUE_SUSPENDED, f"queue {queue.name} is suspended")
+    if queue.concurrency is not None:
+        return Waiting(QUEUE_FULL, f"queue {queue.name} is full (concurrency {queue.concurrency})")
+    return None
