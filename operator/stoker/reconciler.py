@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -39,6 +39,7 @@ from stoker.api.models import (
     status_patch,
 )
 from stoker.core import dispatch, lifecycle, recurring
+from stoker.core.objects import ObjectView
 from stoker.core.podspec import build_pod
 from stoker.kube.api import Kube
 from stoker.settings import Settings
@@ -598,32 +599,31 @@ class Reconciler:
             yield key, (state.running, state.concurrency)
 
 
-def job_view(body: Body) -> lifecycle.JobView:
+SpecT = TypeVar("SpecT", bound=Model)
+StatusT = TypeVar("StatusT", bound=Model)
+
+
+def view(body: Body, spec: type[SpecT], status: type[StatusT]) -> ObjectView[SpecT, StatusT]:
+    """Parse a watched object for the decision code (defaults applied by the models)."""
     meta = body["metadata"]
-    return lifecycle.JobView(
+    return ObjectView(
         namespace=meta["namespace"],
         name=meta["name"],
         uid=meta["uid"],
         generation=meta.get("generation") or 1,
         created_at=_time(meta.get("creationTimestamp")) or now_utc(),
         annotations=meta.get("annotations") or {},
-        spec=BackgroundJobSpec.model_validate(body.get("spec") or {}),
-        status=BackgroundJobStatus.model_validate(body.get("status") or {}),
+        spec=spec.model_validate(body.get("spec") or {}),
+        status=status.model_validate(body.get("status") or {}),
     )
+
+
+def job_view(body: Body) -> lifecycle.JobView:
+    return view(body, BackgroundJobSpec, BackgroundJobStatus)
 
 
 def recurring_view(body: Body) -> recurring.RecurringView:
-    meta = body["metadata"]
-    return recurring.RecurringView(
-        namespace=meta["namespace"],
-        name=meta["name"],
-        uid=meta["uid"],
-        generation=meta.get("generation") or 1,
-        created_at=_time(meta.get("creationTimestamp")) or now_utc(),
-        annotations=meta.get("annotations") or {},
-        spec=RecurringJobSpec.model_validate(body.get("spec") or {}),
-        status=RecurringJobStatus.model_validate(body.get("status") or {}),
-    )
+    return view(body, RecurringJobSpec, RecurringJobStatus)
 
 
 def _owned_by(body: Body, uid: str) -> bool:

@@ -33,6 +33,7 @@ from stoker.api.models import (
 )
 from stoker.core.backoff import retry_decision, retry_delay
 from stoker.core.durations import format_duration, parse_duration
+from stoker.core.objects import ObjectView
 
 HISTORY_LIMIT = 20
 MESSAGE_LIMIT = 1024
@@ -67,16 +68,7 @@ class ParentView:
     finished_at: datetime | None
 
 
-@dataclass(frozen=True)
-class JobView:
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    created_at: datetime
-    annotations: Mapping[str, str]
-    spec: BackgroundJobSpec
-    status: BackgroundJobStatus
+JobView = ObjectView[BackgroundJobSpec, BackgroundJobStatus]
 
 
 @dataclass(frozen=True)

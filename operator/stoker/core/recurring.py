@@ -26,6 +26,7 @@ from stoker.api.models import (
 from stoker.core import schedule
 from stoker.core.durations import parse_duration
 from stoker.core.lifecycle import Event, set_condition
+from stoker.core.objects import ObjectView
 
 
 @dataclass(frozen=True)
@@ -38,16 +39,7 @@ class ChildView:
     finished_at: datetime | None
 
 
-@dataclass(frozen=True)
-class RecurringView:
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    created_at: datetime
-    annotations: Mapping[str, str]
-    spec: RecurringJobSpec
-    status: RecurringJobStatus
+RecurringView = ObjectView[RecurringJobSpec, RecurringJobStatus]
 
 
 @dataclass(frozen=True)
