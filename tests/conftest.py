@@ -7,12 +7,11 @@ yourself (`hack/cluster.sh up`); the tests then never delete it.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from harness import Cluster, KubectlError, session_cluster, wait_for
+from harness import Cluster, create_namespace, session_cluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,18 +30,7 @@ def cluster() -> Iterator[Cluster]:
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     """A fresh namespace, deleted after the test (without waiting for it to go)."""
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    cluster.kubectl("create", "namespace", name)
-
-    # Pods are refused until the controller-manager has created the default ServiceAccount.
-    def default_service_account() -> bool:
-        try:
-            cluster.kubectl("get", "serviceaccount", "default", "--namespace", name)
-        except KubectlError:
-            return False
-        return True
-
-    wait_for(default_service_account, timeout=30, description=f"ServiceAccount {name}/default")
+    name = create_namespace(cluster)
     try:
         yield name
     finally:

@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -101,6 +102,23 @@ class Cluster:
         if user_agent is not None:
             client.user_agent = user_agent
         return client
+
+
+def create_namespace(cluster: Cluster, prefix: str = "t-") -> str:
+    """A fresh namespace that accepts pods: they are refused until the controller-manager has
+    created its default ServiceAccount."""
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
+    cluster.kubectl("create", "namespace", name)
+
+    def default_service_account() -> bool:
+        try:
+            cluster.kubectl("get", "serviceaccount", "default", "--namespace", name)
+        except KubectlError:
+            return False
+        return True
+
+    wait_for(default_service_account, timeout=30, description=f"ServiceAccount {name}/default")
+    return name
 
 
 def parse_env(text: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ operator while this module runs.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import kubernetes
@@ -36,26 +35,11 @@ from test_queues import (
 )
 
 from conftest import Jobs, job_spec
-from harness import Cluster, KubectlError, wait_for
+from harness import Cluster, create_namespace
 from operator_process import Operator
 
 MAX_RUNNING = 2
 TESTS_IN_MODULE = 2
-
-
-def _fresh_namespace(cluster: Cluster) -> str:
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    cluster.kubectl("create", "namespace", name)
-
-    def default_service_account() -> bool:
-        try:
-            cluster.kubectl("get", "serviceaccount", "default", "--namespace", name)
-        except KubectlError:
-            return False
-        return True
-
-    wait_for(default_service_account, timeout=30, description=f"ServiceAccount {name}/default")
-    return name
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +51,7 @@ def namespace_pool(
 ) -> Iterator[list[str]]:
     """Namespaces served by an operator with maxRunning 2 (one per test, taken in turn)."""
     session_operator: Operator = request.getfixturevalue("operator")
-    pool = [_fresh_namespace(cluster) for _ in range(TESTS_IN_MODULE)]
+    pool = [create_namespace(cluster) for _ in range(TESTS_IN_MODULE)]
     limited = Operator(
         cluster,
         tmp_path_factory.mktemp("operator-max-running") / "operator.log",

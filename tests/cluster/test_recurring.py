@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Jobs, job_spec
-from harness import Cluster, KubectlError, wait_for
+from harness import Cluster, create_namespace, wait_for
 from operator_process import Operator
 
 RJ = "recurringjobs"
@@ -344,21 +343,6 @@ SETTLE = timedelta(seconds=8)  # how long after a slot its snapshot is taken
 RESTART_AFTER_SLOT = timedelta(seconds=35)
 
 
-def _create_namespace(cluster: Cluster) -> str:
-    name = f"t-rj-{uuid.uuid4().hex[:10]}"
-    cluster.kubectl("create", "namespace", name)
-
-    def default_service_account() -> bool:
-        try:
-            cluster.kubectl("get", "serviceaccount", "default", "--namespace", name)
-        except KubectlError:
-            return False
-        return True
-
-    wait_for(default_service_account, timeout=30, description=f"ServiceAccount {name}/default")
-    return name
-
-
 def _snapshot(jobs: Jobs, cluster: Cluster, operator: Operator) -> Snapshot:
     at = datetime.now(UTC)
     return Snapshot(
@@ -377,7 +361,7 @@ def minutes_timeline(
     api: kubernetes.client.CustomObjectsApi,
     core: kubernetes.client.CoreV1Api,
 ) -> Iterator[tuple[Timeline, Jobs]]:
-    namespace = _create_namespace(cluster)
+    namespace = create_namespace(cluster, "t-rj-")
     jobs = Jobs(api, core, namespace)
     try:
         # Create everything well before a minute boundary, so that boundary is everyone's T0.
