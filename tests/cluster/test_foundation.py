@@ -6,8 +6,8 @@ import json
 import time
 
 import pytest
+from jobs_api import Jobs, job_spec
 
-from conftest import Jobs, job_spec
 from harness import Cluster, KubectlError, wait_for
 from operator_process import Operator
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import Jobs, job_spec
+from jobs_api import Jobs, job_spec
+
 from harness import Cluster, wait_for
 from operator_process import Operator
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from jobs_api import Jobs, job_spec
 from kubernetes.watch.watch import iter_resp_lines
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Jobs, job_spec
 from harness import wait_for
 from operator_process import GROUP, VERSION, Operator
 

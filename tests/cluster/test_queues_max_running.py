@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import kubernetes
 import pytest
+from jobs_api import Jobs, job_spec
 from test_queues import (
     History,
     create_queue,
@@ -34,7 +35,6 @@ from test_queues import (
     wait_succeeded,
 )
 
-from conftest import Jobs, job_spec
 from harness import Cluster, create_namespace
 from operator_process import Operator
 

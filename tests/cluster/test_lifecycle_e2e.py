@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from jobs_api import Jobs, job_spec
 from kubernetes.client.exceptions import ApiException
 
-from conftest import Jobs, job_spec
 from harness import wait_for
 from operator_process import Operator
 

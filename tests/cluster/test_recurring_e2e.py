@@ -19,10 +19,10 @@ from typing import Any
 
 import kubernetes
 import pytest
+from jobs_api import Jobs, job_spec
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Jobs, job_spec
 from harness import Cluster, create_namespace, wait_for
 from operator_process import Operator
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import kubernetes
 import pytest
+from jobs_api import Jobs
 from kubernetes.client.exceptions import ApiException
 
-from conftest import Jobs
 from harness import Cluster, wait_for
 from operator_process import Operator
 from stoker.client import Call, Client, JobHandle
