@@ -97,6 +97,7 @@ class Reconciler:
         self._deferred: set[Key] = set()
         # Set when a slot frees, a job becomes ready or a queue changes: dispatch has work.
         self._dispatch_due = False
+        self._recurring_status: list[tuple[ObjKey, Awaitable[None]]] = []
 
     # ------------------------------------------------------------------ events in
 
@@ -165,6 +166,8 @@ class Reconciler:
         never overtake each other.
         """
         await self._each([k for k in keys if k[0] == "rj"], self._reconcile_recurring)
+        statuses, self._recurring_status = self._recurring_status, []
+        await self._each_coro([self._guard(okey, w) for okey, w in statuses])
         for okey in keys:
             key = (okey[1], okey[2])
             if okey[0] != "bgj":
@@ -516,16 +519,23 @@ class Reconciler:
                 metrics.RECURRING_LAG.observe(max(0.0, (self.clock() - new.slot).total_seconds()))
         if plan.missed:
             metrics.RECURRING_MISSED.labels(rj.namespace).inc(plan.missed)
-        if await self._write_status("rj", body, plan.status):
-            for event in plan.events:
-                await self.kube.post_event(
-                    body, event.type, event.reason, event.message, rfc3339(now)
-                )
+        # Written after every due job of the pass is created: when many schedules share a
+        # slot, their status writes must not queue in front of other schedules' runs.
+        self._recurring_status.append((okey, self._write_recurring_status(body, plan, now)))
         if plan.status.next_schedule_time is not None:
             self.next_run[key] = plan.status.next_schedule_time
         else:
             self.next_run.pop(key, None)
         self.wakeups.set(okey, plan.wake_at)
+
+    async def _write_recurring_status(
+        self, body: Body, plan: recurring.RecurringPlan, now: datetime
+    ) -> None:
+        if await self._write_status("rj", body, plan.status):
+            for event in plan.events:
+                await self.kube.post_event(
+                    body, event.type, event.reason, event.message, rfc3339(now)
+                )
 
     def next_runs(self) -> Iterable[tuple[tuple[str, str], float]]:
         return [(key, at.timestamp()) for key, at in list(self.next_run.items())]
