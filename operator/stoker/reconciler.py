@@ -1,9 +1,10 @@
 """The imperative shell: watch events in, decisions from stoker.core, writes out.
 
 One loop serves every object. Events mark objects dirty; the wake-up heap marks objects whose
-delay is due; each pass reconciles those objects concurrently (one pass at a time, so an object
-is never reconciled twice at once), then runs one dispatch over every ready job, so N free slots
-start N jobs in one pass.
+delay is due. Each pass decides every dirty job without awaiting anything, runs one dispatch
+over every ready job (N free slots start N jobs in one pass), then sends the writes; the next
+pass may start while they are in flight, but a job with a write in flight is decided again
+only once that write is done, so one object's writes never overtake each other.
 
 The status write is the commit point: Events and counters follow a write that happened, so
 neither is repeated when the same state is reconciled again.
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 
 from stoker import __version__, metrics
 from stoker.api.models import (
+    API_VERSION,
     LABEL_JOB_UID,
     BackgroundJobSpec,
     BackgroundJobStatus,
@@ -86,7 +88,7 @@ class Reconciler:
         self.dirty: set[ObjKey] = set()
         self.ready: dict[Key, Ready] = {}
         self.running: dict[Key, Slot] = {}
-        self.queue_written: dict[Key, tuple[datetime, JobQueueStatus]] = {}
+        self.queue_written: dict[Key, datetime] = {}
         self._kick = asyncio.Event()
         self._limit = asyncio.Semaphore(PARALLEL_WRITES)
         self.next_run: dict[Key, datetime] = {}
@@ -133,11 +135,11 @@ class Reconciler:
         """Load everything before the first pass, so no decision is made on a partial view."""
         for kind, plural in PLURALS.items():
             async for body in self.kube.list_all(plural):
-                body.setdefault("apiVersion", "stoker.dev/v1alpha1")
+                body.setdefault("apiVersion", API_VERSION)
                 body.setdefault("kind", KINDS[kind])
                 self.store.put(kind, body)
                 self.dirty.add((kind, *key_of(body)))
-        async for pod in self.kube.list_all("pods", label_selector="stoker.dev/job-uid"):
+        async for pod in self.kube.list_all("pods", label_selector=LABEL_JOB_UID):
             self.store.put_pod(pod)
 
     # ------------------------------------------------------------------ the loop
@@ -309,7 +311,7 @@ class Reconciler:
     async def _delete_job(
         self, body: Body, job: lifecycle.JobView, plan: lifecycle.Plan, now: datetime
     ) -> None:
-        await self._post_events(body, plan, now)
+        await self._post_events(body, plan.events, now)
         self._count(job, plan)
         await self.kube.delete_object("backgroundjobs", job.namespace, job.name, job.uid)
 
@@ -331,8 +333,7 @@ class Reconciler:
         message = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in error.errors()
         )[:1024]
-        new = old.model_copy(deep=True)
-        new.phase, new.reason, new.message, new.finished_at = "Failed", "InvalidSpec", message, now
+        new = lifecycle.failed(old, "InvalidSpec", message, now)
         if await self._write_status("bgj", body, new):
             await self.kube.post_event(body, "Warning", "InvalidSpec", message, rfc3339(now))
 
@@ -350,7 +351,9 @@ class Reconciler:
         if job.status.phase is None:
             metrics.JOBS_CREATED.labels(job.namespace, job.spec.queue).inc()
         if plan.events:
-            self._background(self._post_events(body, plan, now))
+            # Taken now, so that a later commit of the same plan cannot post them again.
+            events, plan.events = plan.events, []
+            self._background(self._post_events(body, events, now))
         self._count(job, plan)
         return True
 
@@ -368,8 +371,7 @@ class Reconciler:
             self._wake_dependents(kind, answer)
         return True
 
-    async def _post_events(self, body: Body, plan: lifecycle.Plan, now: datetime) -> None:
-        events, plan.events = plan.events, []
+    async def _post_events(self, body: Body, events: list[lifecycle.Event], now: datetime) -> None:
         for event in events:
             await self.kube.post_event(body, event.type, event.reason, event.message, rfc3339(now))
 
@@ -550,11 +552,11 @@ class Reconciler:
             for key in self.store.objects["jq"]
             if key in marked
             or (last := self.queue_written.get(key)) is None
-            or now - last[0] >= QUEUE_STATUS_INTERVAL
+            or now - last >= QUEUE_STATUS_INTERVAL
         ]
         for key in self.store.objects["jq"].keys() - set(due):
             # Written less than a second ago: look again when it may be written.
-            self.wakeups.set(("jq", *key), self.queue_written[key][0] + QUEUE_STATUS_INTERVAL)
+            self.wakeups.set(("jq", *key), self.queue_written[key] + QUEUE_STATUS_INTERVAL)
         if not due:
             return
         enqueued: Counter[Key] = Counter()
@@ -589,7 +591,7 @@ class Reconciler:
             )
             if not status_patch(body.get("status") or {}, new):
                 continue
-            self.queue_written[key] = (now, new)
+            self.queue_written[key] = now
             writes.append(self._write_status("jq", body, new))
         await self._each_coro(writes)
 
