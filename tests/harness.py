@@ -121,6 +121,14 @@ def create_namespace(cluster: Cluster, prefix: str = "t-") -> str:
     return name
 
 
+def apply_crds(cluster: Cluster) -> None:
+    """Apply crds/ (server-side, taking over fields from earlier appliers) and wait until the
+    API server serves them."""
+    crds = str(REPO / "crds")
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", crds)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+
+
 def parse_env(text: str) -> dict[str, str]:
     """The variables of `hack/cluster.sh env` output (lines `export NAME=VALUE`)."""
     env: dict[str, str] = {}

@@ -22,28 +22,32 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import re
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from bisect import bisect_right
-from collections import defaultdict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import kubernetes
-from kubernetes.watch.watch import iter_resp_lines
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import REPO, Cluster, KubectlError, start_cluster, stop_cluster, wait_for
-from operator_process import GROUP, VERSION, Operator
+from benchkit import (
+    Bench,
+    Watch,
+    add_client_options,
+    api_writes,
+    bench_cluster,
+    client_env,
+    create_all,
+    jobs_watch,
+    percentile,
+    resource,
+)
+
+from operator_process import GROUP, VERSION
 
 TERMINAL = frozenset({"Succeeded", "Failed"})
 JOB_SECONDS = 1.0
@@ -98,66 +102,7 @@ class JobLog:
             self.failed.add(name)
 
 
-class Watch:
-    """One watch, resumed from the last resourceVersion until stopped; events go to `sink`
-    under `lock`."""
-
-    def __init__(
-        self,
-        lister: Callable[..., Any],
-        sink: Callable[[str, dict[str, Any], float], None],
-        lock: threading.Lock,
-    ) -> None:
-        self.lister, self.sink, self.lock = lister, sink, lock
-        first = json.loads(lister(_preload_content=False).data)
-        self.rv: str = first["metadata"]["resourceVersion"]
-        self.error: BaseException | None = None
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                resp = self.lister(
-                    watch=True,
-                    resource_version=self.rv,
-                    timeout_seconds=2,
-                    allow_watch_bookmarks=True,
-                    _preload_content=False,
-                )
-                try:
-                    for line in iter_resp_lines(resp):
-                        at = time.monotonic()
-                        event = json.loads(line)
-                        obj = event["object"]
-                        if event["type"] == "ERROR":
-                            raise RuntimeError(f"watch failed: {obj}")
-                        self.rv = obj["metadata"]["resourceVersion"]
-                        if event["type"] != "BOOKMARK":
-                            with self.lock:
-                                self.sink(event["type"], obj, at)
-                finally:
-                    resp.release_conn()
-        except BaseException as e:
-            self.error = e
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise RuntimeError("a watch broke") from self.error
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(10)
-
-
 # ---------------------------------------------------------------- figures
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def dispatch_latencies(
@@ -186,95 +131,51 @@ def dispatch_latencies(
     return latencies, skipped
 
 
-def api_writes(operator: Operator) -> dict[str, float]:
-    """stoker_api_writes_total by "verb resource"."""
-    writes: dict[str, float] = defaultdict(float)
-    for line in operator.metrics().splitlines():
-        found = re.match(r"stoker_api_writes_total\{(.*)\} ([0-9.e+]+)$", line)
-        if found:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', found.group(1)))
-            writes[f"{labels.get('verb')} {labels.get('resource')}"] += float(found.group(2))
-    return writes
-
-
 # ---------------------------------------------------------------- the run
 
 
-@dataclass
-class Setup:
-    cluster: Cluster
-    operator: Operator
-    namespace: str
-    custom: kubernetes.client.CustomObjectsApi
-
-
 def job_body(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "BackgroundJob",
-        "metadata": {"name": name},
-        "spec": {
+    return resource(
+        "BackgroundJob",
+        name,
+        {
             "queue": QUEUE,
             "template": {
                 "metadata": {"annotations": {"sim.stoker.dev/duration": f"{JOB_SECONDS:g}s"}},
                 "spec": {"containers": [{"name": "main", "image": "bench:1"}]},
             },
         },
-    }
+    )
 
 
-def create_jobs(setup: Setup, names: list[str]) -> None:
-    local = threading.local()
-
-    def create(name: str) -> None:
-        if not hasattr(local, "api"):
-            local.api = kubernetes.client.CustomObjectsApi(
-                setup.cluster.api_client(user_agent="stoker-bench")
-            )
-        local.api.create_namespaced_custom_object(
+def create_jobs(setup: Bench, names: list[str]) -> None:
+    create_all(
+        setup.cluster,
+        names,
+        CREATE_THREADS,
+        lambda api, name: api.create_namespaced_custom_object(
             GROUP, VERSION, setup.namespace, "backgroundjobs", job_body(name)
-        )
-
-    pool = ThreadPoolExecutor(CREATE_THREADS)
-    try:
-        for _ in pool.map(create, names):
-            pass
-    finally:
-        pool.shutdown(cancel_futures=True)  # on Ctrl-C, do not send the rest first
+        ),
+    )
 
 
-def run(setup: Setup, n: int, concurrency: int, dump: Path | None) -> None:
+def run(setup: Bench, n: int, concurrency: int, dump: Path | None) -> None:
     ns = setup.namespace
-    setup.custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        ns,
-        "jobqueues",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "JobQueue",
-            "metadata": {"name": QUEUE},
-            "spec": {"concurrency": concurrency},
-        },
+    kubernetes.client.CustomObjectsApi(
+        setup.cluster.api_client(user_agent="stoker-bench")
+    ).create_namespaced_custom_object(
+        GROUP, VERSION, ns, "jobqueues", resource("JobQueue", QUEUE, {"concurrency": concurrency})
     )
     lock = threading.Lock()
     pods, jobs = PodLog(), JobLog()
+    # Each watch has its own client (and connection pool).
     core = kubernetes.client.CoreV1Api(setup.cluster.api_client(user_agent="stoker-bench-watch"))
-    custom = kubernetes.client.CustomObjectsApi(
-        setup.cluster.api_client(user_agent="stoker-bench-watch")
-    )
     watches = [
         Watch(lambda **kw: core.list_namespaced_pod(ns, **kw), pods.on_event, lock),
-        Watch(
-            lambda **kw: custom.list_namespaced_custom_object(
-                GROUP, VERSION, ns, "backgroundjobs", **kw
-            ),
-            jobs.on_event,
-            lock,
-        ),
+        jobs_watch(setup.cluster, ns, jobs.on_event, "stoker-bench-watch", lock),
     ]
     try:
-        writes_before = api_writes(setup.operator)
+        writes_before = api_writes(setup.operator.metrics())
         names = [f"job-{i:05d}" for i in range(n)]
         print(f"creating {n} jobs with {CREATE_THREADS} threads ...", flush=True)
         first_create = time.monotonic()
@@ -302,7 +203,10 @@ def run(setup: Setup, n: int, concurrency: int, dump: Path | None) -> None:
                 )
             time.sleep(0.1)
         time.sleep(2)  # writes that follow the last Succeeded (queue status) are counted too
-        writes = {k: v - writes_before.get(k, 0.0) for k, v in api_writes(setup.operator).items()}
+        writes = {
+            k: v - writes_before.get(k, 0.0)
+            for k, v in api_writes(setup.operator.metrics()).items()
+        }
     finally:
         for w in watches:
             w.stop()
@@ -362,71 +266,20 @@ def run(setup: Setup, n: int, concurrency: int, dump: Path | None) -> None:
             print(f"  {what}: {count:.0f} ({count / n:.2f} per job)")
 
 
-@dataclass
-class Started:
-    """What this run started, for the cleanup."""
-
-    cluster: Cluster | None = None
-    operator: Operator | None = None
-
-
-def prepare(started: Started, qps: int, burst: int) -> Setup:
-    cluster = started.cluster = start_cluster(f"stoker-bench-queue-{os.getpid()}")
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    for plural in ("backgroundjobs", "recurringjobs", "jobqueues"):
-        cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s"
-        )
-    ns = f"bench-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", ns)
-
-    def service_account() -> bool:
-        try:
-            cluster.kubectl("get", "serviceaccount", "default", "-n", ns)
-        except KubectlError:
-            return False
-        return True
-
-    wait_for(service_account, 30, description="the default ServiceAccount")
-    log = Path(tempfile.mkdtemp(prefix="stoker-bench-queue-")) / "operator.log"
-    operator = started.operator = Operator(
-        cluster,
-        log,
-        env={
-            "STOKER_API_QPS": str(qps),
-            "STOKER_API_BURST": str(burst),
-            "STOKER_IDENTITY": "stoker-bench",
-        },
-    )
-    operator.start()
-    print(f"operator log: {log}", flush=True)
-    custom = kubernetes.client.CustomObjectsApi(cluster.api_client(user_agent="stoker-bench"))
-    return Setup(cluster, operator, ns, custom)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="200 jobs, concurrency 20")
     parser.add_argument("--jobs", type=int, help="number of jobs (default 2000)")
     parser.add_argument("--concurrency", type=int, help="queue concurrency (default 50)")
-    parser.add_argument("--qps", type=int, default=500, help="operator STOKER_API_QPS")
-    parser.add_argument("--burst", type=int, default=1000, help="operator STOKER_API_BURST")
+    add_client_options(parser)
     parser.add_argument("--dump", type=Path, help="write the raw arrival times (JSON) here")
     args = parser.parse_args()
     n = args.jobs or (200 if args.small else 2000)
     concurrency = args.concurrency or (20 if args.small else 50)
 
-    started = Started()
-    try:
-        run(prepare(started, args.qps, args.burst), n, concurrency, args.dump)
-    except KeyboardInterrupt:
-        print("interrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        if started.operator is not None:
-            started.operator.stop()
-        if started.cluster is not None:
-            stop_cluster(started.cluster)
+    with bench_cluster("queue", client_env(args.qps, args.burst)) as setup:
+        print(f"operator log: {setup.operator.log_path}", flush=True)
+        run(setup, n, concurrency, args.dump)
     return 0
 
 

@@ -23,26 +23,22 @@ Prints figures; asserts nothing about speed. Stops everything it started, even o
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import signal
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import kubernetes
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import REPO, Cluster, KubectlError, start_cluster, stop_cluster, wait_for
-from operator_process import GROUP, VERSION, Operator
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchkit import bench_cluster, client_env, percentile, resource
+
+from operator_process import GROUP, VERSION
 
 MINUTE = timedelta(minutes=1)
 # Runs of a slot are collected this long after it (well before the next slot).
@@ -71,11 +67,11 @@ class Side:
         return [
             self.label,
             f"{len(values)}/{self.expected}",
-            fmt(percentile(values, 50)),
-            fmt(percentile(values, 99)),
+            fmt(some_percentile(values, 50)),
+            fmt(some_percentile(values, 99)),
             fmt(values[-1] if values else None),
-            fmt_ms(percentile(arrived, 50)),
-            fmt_ms(percentile(arrived, 99)),
+            fmt_ms(some_percentile(arrived, 50)),
+            fmt_ms(some_percentile(arrived, 99)),
         ]
 
 
@@ -122,11 +118,8 @@ class Arrivals:
                 watch.stop()
 
 
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile of sorted values."""
-    if not values:
-        return None
-    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
+def some_percentile(values: list[float], p: float) -> float | None:
+    return percentile(values, p) if values else None
 
 
 def fmt(value: float | None) -> str:
@@ -152,33 +145,17 @@ def sleep_until(moment: datetime) -> None:
         time.sleep(delay)
 
 
-def create_namespace(cluster: Cluster) -> str:
-    name = f"bench-rj-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-
-    def ready() -> bool:
-        try:
-            cluster.kubectl("get", "serviceaccount", "default", "--namespace", name)
-        except KubectlError:
-            return False
-        return True
-
-    wait_for(ready, 60, description=f"ServiceAccount {name}/default")
-    return name
-
-
 def recurring_job(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "RecurringJob",
-        "metadata": {"name": name},
-        "spec": {
+    return resource(
+        "RecurringJob",
+        name,
+        {
             "schedule": "* * * * *",
             "timeZone": "UTC",
             "concurrencyPolicy": "Allow",
             "jobTemplate": {"spec": {"template": {"spec": TEMPLATE_POD}}},
         },
-    }
+    )
 
 
 def cron_job(name: str) -> dict[str, Any]:
@@ -242,25 +219,10 @@ def operator_histogram(text: str) -> tuple[float, float] | None:
 
 
 def run(n: int, minutes: int, qps: int, burst: int) -> None:
-    cluster = start_cluster(f"stoker-bench-rj-{os.getpid()}")
-    operator: Operator | None = None
-    namespace: str | None = None
-    watches: list[Arrivals] = []
-    try:
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-        for plural in ("backgroundjobs", "recurringjobs", "jobqueues"):
-            cluster.kubectl(
-                "wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s"
-            )
-        log = Path(tempfile.mkdtemp(prefix="bench-recurring-")) / "operator.log"
-        operator = Operator(
-            cluster, log, env={"STOKER_API_QPS": str(qps), "STOKER_API_BURST": str(burst)}
-        )
-        operator.start()
+    with bench_cluster("rj", client_env(qps, burst)) as (cluster, operator, namespace):
         client = cluster.api_client(user_agent="stoker-bench")
         custom = kubernetes.client.CustomObjectsApi(client)
         batch = kubernetes.client.BatchV1Api(client)
-        namespace = create_namespace(cluster)
         bgj_seen = Arrivals(
             custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "backgroundjobs"
         )
@@ -268,76 +230,73 @@ def run(n: int, minutes: int, qps: int, burst: int) -> None:
         watches = [bgj_seen, job_seen]
         for w in watches:
             w.start()
-
-        now = datetime.now(UTC)
-        boundary = now.replace(second=0, microsecond=0) + MINUTE
-        if boundary - now < CREATE_MARGIN:
-            sleep_until(boundary + timedelta(seconds=1))
-        started = time.monotonic()
-        for i in range(n):
-            custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, "recurringjobs", recurring_job(f"rj-{i}")
-            )
-            batch.create_namespaced_cron_job(namespace, cron_job(f"cj-{i}"))
-        created = datetime.now(UTC)
-        first = created.replace(second=0, microsecond=0) + MINUTE
-        print(
-            f"created {n} RecurringJobs and {n} CronJobs in {time.monotonic() - started:.1f} s; "
-            f"measuring the slots from {first:%H:%M}Z for {minutes} min",
-            flush=True,
-        )
-
-        stoker = Side(f"stoker RecurringJob (client QPS {qps}/{burst})", n * minutes)
-        kcm = Side(f"kube-controller-manager CronJob (QPS {KCM_QPS}/{KCM_BURST})", n * minutes)
-        slots: set[datetime] = set()
-        for k in range(minutes):
-            slot = first + k * MINUTE
-            slots.add(slot)
-            deadline = slot + COLLECT_AFTER
-            # Poll until this slot's runs are all in, then once more at the deadline.
-            while datetime.now(UTC) < deadline:
-                time.sleep(5)
-                collect(custom, batch, namespace, slots, stoker, kcm)
-                if len(stoker.lags) >= n * (k + 1) and len(kcm.lags) >= n * (k + 1):
-                    break
-            collect(custom, batch, namespace, slots, stoker, kcm)
+        try:
+            now = datetime.now(UTC)
+            boundary = now.replace(second=0, microsecond=0) + MINUTE
+            if boundary - now < CREATE_MARGIN:
+                sleep_until(boundary + timedelta(seconds=1))
+            started = time.monotonic()
+            for i in range(n):
+                custom.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "recurringjobs", recurring_job(f"rj-{i}")
+                )
+                batch.create_namespaced_cron_job(namespace, cron_job(f"cj-{i}"))
+            created = datetime.now(UTC)
+            first = created.replace(second=0, microsecond=0) + MINUTE
             print(
-                f"slot {slot:%H:%M}Z: {len(stoker.lags)} stoker runs, {len(kcm.lags)} CronJob runs",
+                f"created {n} RecurringJobs and {n} CronJobs in "
+                f"{time.monotonic() - started:.1f} s; "
+                f"measuring the slots from {first:%H:%M}Z for {minutes} min",
                 flush=True,
             )
-        histogram = operator_histogram(operator.metrics())
 
-        print()
-        print(f"Schedule lag, {n} every-minute schedules per controller, {minutes} slot(s)")
-        print("lag = job creationTimestamp - slot; creationTimestamp has 1 s precision")
-        print("(truncated): 0 s means within the same second as the slot. seen = arrival of")
-        print("the job's ADDED watch event here - slot (one clock, sub-second, incl. watch delay).")
-        rows = [
-            ["controller", "runs", "p50", "p99", "max", "seen p50", "seen p99"],
-            stoker.row(bgj_seen.seen),
-            kcm.row(job_seen.seen),
-        ]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-        if histogram and histogram[0]:
-            count, total = histogram
+            stoker = Side(f"stoker RecurringJob (client QPS {qps}/{burst})", n * minutes)
+            kcm = Side(f"kube-controller-manager CronJob (QPS {KCM_QPS}/{KCM_BURST})", n * minutes)
+            slots: set[datetime] = set()
+            for k in range(minutes):
+                slot = first + k * MINUTE
+                slots.add(slot)
+                deadline = slot + COLLECT_AFTER
+                # Poll until this slot's runs are all in, then once more at the deadline.
+                while datetime.now(UTC) < deadline:
+                    time.sleep(5)
+                    collect(custom, batch, namespace, slots, stoker, kcm)
+                    if len(stoker.lags) >= n * (k + 1) and len(kcm.lags) >= n * (k + 1):
+                        break
+                collect(custom, batch, namespace, slots, stoker, kcm)
+                print(
+                    f"slot {slot:%H:%M}Z: {len(stoker.lags)} stoker runs, "
+                    f"{len(kcm.lags)} CronJob runs",
+                    flush=True,
+                )
+            histogram = operator_histogram(operator.metrics())
+
+            print()
+            print(f"Schedule lag, {n} every-minute schedules per controller, {minutes} slot(s)")
+            print("lag = job creationTimestamp - slot; creationTimestamp has 1 s precision")
+            print("(truncated): 0 s means within the same second as the slot. seen = arrival of")
             print(
-                f"stoker_recurring_schedule_lag_seconds (operator clock): {count:.0f} runs, "
-                f"mean {total / count * 1000:.0f} ms"
+                "the job's ADDED watch event here - slot (one clock, sub-second, incl. watch "
+                "delay)."
             )
-        print(f"operator log: {log}")
-    finally:
-        for w in watches:
-            w.stop()
-        if namespace is not None:
-            try:
-                cluster.kubectl("delete", "namespace", namespace, "--wait=false")
-            except KubectlError as e:
-                print(f"deleting {namespace} failed: {e}", file=sys.stderr)
-        if operator is not None:
-            operator.stop()
-        stop_cluster(cluster)
+            rows = [
+                ["controller", "runs", "p50", "p99", "max", "seen p50", "seen p99"],
+                stoker.row(bgj_seen.seen),
+                kcm.row(job_seen.seen),
+            ]
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            for row in rows:
+                print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+            if histogram and histogram[0]:
+                count, total = histogram
+                print(
+                    f"stoker_recurring_schedule_lag_seconds (operator clock): {count:.0f} runs, "
+                    f"mean {total / count * 1000:.0f} ms"
+                )
+            print(f"operator log: {operator.log_path}")
+        finally:
+            for w in watches:
+                w.stop()
 
 
 def main() -> None:
@@ -350,13 +309,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.n or (20 if args.small else 200)
     minutes = args.minutes or (1 if args.small else 3)
-    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop what was started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        run(n, minutes, args.qps, args.burst)
-    except KeyboardInterrupt:
-        print("interrupted; everything started was stopped", file=sys.stderr)
-        sys.exit(130)
+    run(n, minutes, args.qps, args.burst)
 
 
 if __name__ == "__main__":

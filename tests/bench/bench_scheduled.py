@@ -22,34 +22,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import REPO, Cluster, KubectlError, start_cluster, stop_cluster, wait_for
+from benchkit import (
+    add_client_options,
+    api_writes,
+    bench_cluster,
+    client_env,
+    create_all,
+    jobs_watch,
+    operator_writes,
+    resource,
+    wait_quiet,
+)
+
+from harness import Cluster
 from operator_process import GROUP, VERSION, Operator
 
 CREATE_THREADS = 16
 TARGET_RSS_MB = 250
 TARGET_IDLE_CPU_PERCENT = 2.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-OPERATOR_AGENTS = ("stoker-operator", "kopf")
 
 
 # ---------------------------------------------------------------- the operator process
@@ -76,30 +81,6 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / CLK_TCK
 
 
-def api_writes(operator: Operator) -> Counter[str]:
-    """stoker_api_writes_total by "verb resource"."""
-    writes: Counter[str] = Counter()
-    for line in operator.metrics().splitlines():
-        found = re.match(r"stoker_api_writes_total\{(.*)\} ([0-9.e+]+)$", line)
-        if found:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', found.group(1)))
-            writes[f"{labels.get('verb')} {labels.get('resource')}"] += round(float(found.group(2)))
-    return writes
-
-
-def wait_quiet(operator: Operator, quiet: float, limit: float) -> float:
-    """Wait until the operator's write counter has not moved for `quiet` seconds (at most
-    `limit` seconds); return how long that took."""
-    start = time.monotonic()
-    last, since = api_writes(operator), time.monotonic()
-    while time.monotonic() - since < quiet and time.monotonic() - start < limit:
-        time.sleep(0.5)
-        now = api_writes(operator)
-        if now != last:
-            last, since = now, time.monotonic()
-    return time.monotonic() - start
-
-
 # ---------------------------------------------------------------- the audit log
 
 
@@ -120,15 +101,8 @@ class AuditTail:
             if f.tell() < self.offset:
                 return writes, False
             f.seek(self.offset)
-            for raw in f:
-                entry = json.loads(raw)
-                if not entry.get("userAgent", "").startswith(OPERATOR_AGENTS):
-                    continue
-                ref = entry.get("objectRef") or {}
-                resource = ref.get("resource", "") + (
-                    f"/{ref['subresource']}" if ref.get("subresource") else ""
-                )
-                writes[f"{ref.get('namespace', '-')} {entry['verb']} {resource}"] += 1
+            for w in operator_writes(f):
+                writes[f"{w.namespace or '-'} {w.verb} {w.resource}"] += 1
         return writes, True
 
 
@@ -136,88 +110,37 @@ class AuditTail:
 
 
 def job_body(name: str, start_at: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "BackgroundJob",
-        "metadata": {"name": name},
-        "spec": {
+    return resource(
+        "BackgroundJob",
+        name,
+        {
             "startAt": start_at,
             "template": {"spec": {"containers": [{"name": "main", "image": "bench:1"}]}},
         },
-    }
+    )
 
 
-class PhaseWatch:
-    """Every job's latest (phase, reason), from a watch on the namespace's BackgroundJobs."""
+class Phases:
+    """Every job's latest (phase, reason), fed by a watch on the namespace's BackgroundJobs."""
 
-    def __init__(self, lister: Callable[..., Any]) -> None:
-        self.lister = lister
-        self.lock = threading.Lock()
+    def __init__(self) -> None:
         self.state: dict[str, tuple[str | None, str | None]] = {}
-        self.error: BaseException | None = None
-        self.stopping = threading.Event()
-        first = json.loads(lister(_preload_content=False).data)
-        self.rv: str = first["metadata"]["resourceVersion"]
-        for obj in first["items"]:
-            self._record(obj)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
 
-    def _record(self, obj: dict[str, Any]) -> None:
-        status = obj.get("status") or {}
-        with self.lock:
+    def on_event(self, kind: str, obj: dict[str, Any], at: float) -> None:
+        if kind in ("ADDED", "MODIFIED"):
+            status = obj.get("status") or {}
             self.state[obj["metadata"]["name"]] = (status.get("phase"), status.get("reason"))
-
-    def _run(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                resp = self.lister(
-                    watch=True,
-                    resource_version=self.rv,
-                    timeout_seconds=2,
-                    allow_watch_bookmarks=True,
-                    _preload_content=False,
-                )
-                try:
-                    for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
-                        event = json.loads(line)
-                        obj = event["object"]
-                        if event["type"] == "ERROR":
-                            raise RuntimeError(f"watch failed: {obj}")
-                        self.rv = obj["metadata"]["resourceVersion"]
-                        if event["type"] in ("ADDED", "MODIFIED"):
-                            self._record(obj)
-                finally:
-                    resp.release_conn()
-        except BaseException as e:
-            self.error = e
-
-    def counts(self) -> Counter[tuple[str | None, str | None]]:
-        if self.error is not None:
-            raise RuntimeError("the BackgroundJob watch broke") from self.error
-        with self.lock:
-            return Counter(self.state.values())
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(10)
 
 
 def create_jobs(
     cluster: Cluster, namespace: str, names: list[str], start_at: str, stop: threading.Event
 ) -> None:
-    local = threading.local()
-
-    def create(name: str) -> None:
+    def create(api: kubernetes.client.CustomObjectsApi, name: str) -> None:
         if stop.is_set():  # the run was interrupted: let the pool drain at once
             return
-        if not hasattr(local, "api"):
-            local.api = kubernetes.client.CustomObjectsApi(
-                cluster.api_client(user_agent="stoker-bench")
-            )
         for pause in (0.5, 1, 2, 4, 8, None):
             try:
-                local.api.create_namespaced_custom_object(
+                api.create_namespaced_custom_object(
                     GROUP, VERSION, namespace, "backgroundjobs", job_body(name, start_at)
                 )
                 return
@@ -229,9 +152,7 @@ def create_jobs(
                     raise
                 time.sleep(pause)
 
-    with ThreadPoolExecutor(CREATE_THREADS) as pool:
-        for _ in pool.map(create, names):
-            pass
+    create_all(cluster, names, CREATE_THREADS, create)
 
 
 def all_scheduled(cluster: Cluster, namespace: str) -> tuple[Counter[tuple[str, str]], int]:
@@ -260,59 +181,25 @@ def all_scheduled(cluster: Cluster, namespace: str) -> tuple[Counter[tuple[str, 
 # ---------------------------------------------------------------- the run
 
 
-@dataclass
-class Started:
-    """What this run started, for the cleanup."""
-
-    cluster: Cluster | None = None
-    operator: Operator | None = None
+def run(n: int, idle: float, qps: int, burst: int) -> None:
+    with bench_cluster("scheduled", client_env(qps, burst)) as (cluster, operator, ns):
+        measure(cluster, operator, ns, n, idle)
 
 
-def run(started: Started, n: int, idle: float, qps: int, burst: int) -> None:
-    cluster = started.cluster = start_cluster(f"stoker-bench-scheduled-{os.getpid()}")
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    for plural in ("backgroundjobs", "recurringjobs", "jobqueues"):
-        cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s"
-        )
-    ns = f"bench-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", ns)
-
-    def service_account() -> bool:
-        try:
-            cluster.kubectl("get", "serviceaccount", "default", "-n", ns)
-        except KubectlError:
-            return False
-        return True
-
-    wait_for(service_account, 30, description="the default ServiceAccount")
-    log = Path(tempfile.mkdtemp(prefix="stoker-bench-scheduled-")) / "operator.log"
-    operator = started.operator = Operator(
-        cluster,
-        log,
-        env={
-            "STOKER_API_QPS": str(qps),
-            "STOKER_API_BURST": str(burst),
-            "STOKER_IDENTITY": "stoker-bench",
-        },
-    )
-    operator.start()
+def measure(cluster: Cluster, operator: Operator, ns: str, n: int, idle: float) -> None:
+    log = operator.log_path
     assert operator.proc is not None
     pid = operator.proc.pid
     print(f"operator pid {pid}, log: {log}", flush=True)
     time.sleep(3)  # past start-up (lease, first list) before the baseline
     rss_empty, _ = rss_mb(pid)
 
-    custom = kubernetes.client.CustomObjectsApi(cluster.api_client(user_agent="stoker-bench"))
-    watch = PhaseWatch(
-        lambda **kw: custom.list_namespaced_custom_object(
-            GROUP, VERSION, ns, "backgroundjobs", **kw
-        )
-    )
+    phases = Phases()
+    watch = jobs_watch(cluster, ns, phases.on_event, include_listed=True)
     runner = ThreadPoolExecutor(1)
     stop_creating = threading.Event()
     try:
-        writes_before = api_writes(operator)
+        writes_before = api_writes(operator.metrics())
         start_at = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         names = [f"later-{i:05d}" for i in range(n)]
         print(f"creating {n} jobs (startAt {start_at}) with {CREATE_THREADS} threads ...")
@@ -330,7 +217,9 @@ def run(started: Started, n: int, idle: float, qps: int, burst: int) -> None:
                 creating.result()
                 created_in = time.monotonic() - t0
                 print(f"  created in {created_in:.1f} s ({n / created_in:.0f} jobs/s)", flush=True)
-            counts = watch.counts()
+            watch.check()
+            with watch.lock:
+                counts = Counter(phases.state.values())
             scheduled = counts[("Scheduled", "Delayed")]
             if scheduled >= n and created_in is not None:
                 break
@@ -352,11 +241,11 @@ def run(started: Started, n: int, idle: float, qps: int, burst: int) -> None:
     listed, job_bytes = all_scheduled(cluster, ns)
     settled_in = wait_quiet(operator, quiet=5, limit=120)
     rss_full, hwm = rss_mb(pid)
-    writes_to_schedule = api_writes(operator) - writes_before
+    writes_to_schedule = api_writes(operator.metrics()) - writes_before
 
     # The idle window: nothing of ours runs but sleep; scrapes happen outside it.
     audit = AuditTail(cluster.audit_log) if cluster.audit_log else None
-    writes_at_start = api_writes(operator)
+    writes_at_start = api_writes(operator.metrics())
     log_lines_at_start = len(log.read_bytes().splitlines())
     if audit is not None:
         audit.mark()
@@ -365,7 +254,7 @@ def run(started: Started, n: int, idle: float, qps: int, burst: int) -> None:
     time.sleep(idle)
     w1, c1 = time.monotonic(), cpu_seconds(pid)
     rss_after_idle, _ = rss_mb(pid)
-    idle_writes = api_writes(operator) - writes_at_start
+    idle_writes = api_writes(operator.metrics()) - writes_at_start
     log_growth = len(log.read_bytes().splitlines()) - log_lines_at_start
     audit_writes, audit_ok = audit.since_mark() if audit is not None else (Counter(), False)
     idle_cpu = (c1 - c0) / (w1 - w0) * 100
@@ -436,23 +325,12 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="1,000 jobs, 20 s idle window")
     parser.add_argument("--jobs", type=int, help="number of jobs (default 10,000)")
     parser.add_argument("--idle", type=float, help="idle window in seconds (default 60)")
-    parser.add_argument("--qps", type=int, default=500, help="operator STOKER_API_QPS")
-    parser.add_argument("--burst", type=int, default=1000, help="operator STOKER_API_BURST")
+    add_client_options(parser)
     args = parser.parse_args()
     n = args.jobs or (1000 if args.small else 10_000)
     idle = args.idle or (20.0 if args.small else 60.0)
 
-    started = Started()
-    try:
-        run(started, n, idle, args.qps, args.burst)
-    except KeyboardInterrupt:
-        print("interrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        if started.operator is not None:
-            started.operator.stop()
-        if started.cluster is not None:
-            stop_cluster(started.cluster)
+    run(n, idle, args.qps, args.burst)
     return 0
 
 

@@ -20,30 +20,33 @@ Nothing is asserted: the figures are for people.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
 import sys
-import tempfile
-import threading
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import kubernetes
-from kubernetes.watch.watch import iter_resp_lines
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import REPO, Cluster, KubectlError, start_cluster, stop_cluster, wait_for
+from benchkit import (
+    Write,
+    add_client_options,
+    api_writes,
+    audit_writes,
+    bench_cluster,
+    client_env,
+    create_all,
+    jobs_watch,
+    resource,
+    wait_quiet,
+)
+
+from harness import Cluster, create_namespace, wait_for
 from operator_process import GROUP, VERSION, Operator
 
-OPERATOR_AGENTS = ("stoker-operator", "kopf")
 TERMINAL = frozenset({"Succeeded", "Failed"})
 CREATE_THREADS = 4
 
@@ -79,60 +82,6 @@ KINDS = (
 )
 
 
-# ---------------------------------------------------------------- counting
-
-
-def api_writes(operator: Operator) -> Counter[str]:
-    """stoker_api_writes_total by "verb resource"."""
-    writes: Counter[str] = Counter()
-    for line in operator.metrics().splitlines():
-        found = re.match(r"stoker_api_writes_total\{(.*)\} ([0-9.e+]+)$", line)
-        if found:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', found.group(1)))
-            writes[f"{labels.get('verb')} {labels.get('resource')}"] += round(float(found.group(2)))
-    return writes
-
-
-@dataclass(frozen=True)
-class Write:
-    verb: str
-    resource: str  # with "/subresource"
-    name: str
-    at: str  # stageTimestamp, microseconds
-
-
-def operator_writes(cluster: Cluster, namespace: str) -> list[Write]:
-    """The operator's writes in `namespace`, in the order the API server completed them."""
-    assert cluster.audit_log is not None, "this benchmark starts its own cluster"
-    writes = []
-    with cluster.audit_log.open("rb") as f:
-        for raw in f:
-            entry = json.loads(raw)
-            ref = entry.get("objectRef") or {}
-            if ref.get("namespace") != namespace:
-                continue
-            if not entry.get("userAgent", "").startswith(OPERATOR_AGENTS):
-                continue
-            resource = ref.get("resource", "") + (
-                f"/{ref['subresource']}" if ref.get("subresource") else ""
-            )
-            writes.append(
-                Write(entry["verb"], resource, ref.get("name", ""), entry.get("stageTimestamp", ""))
-            )
-    return writes
-
-
-def wait_quiet(operator: Operator, quiet: float, limit: float) -> None:
-    """Wait until the operator's write counter has not moved for `quiet` seconds."""
-    start = time.monotonic()
-    last, since = api_writes(operator), time.monotonic()
-    while time.monotonic() - since < quiet and time.monotonic() - start < limit:
-        time.sleep(0.25)
-        now = api_writes(operator)
-        if now != last:
-            last, since = now, time.monotonic()
-
-
 # ---------------------------------------------------------------- what each status write wrote
 
 
@@ -143,7 +92,7 @@ class History:
     changes: dict[str, list[tuple[str, str, int]]] = field(default_factory=lambda: {})
     final: dict[str, str] = field(default_factory=dict)
 
-    def on_event(self, kind: str, obj: dict[str, Any]) -> None:
+    def on_event(self, kind: str, obj: dict[str, Any], at: float) -> None:
         if kind not in ("ADDED", "MODIFIED"):
             return
         name = obj["metadata"]["name"]
@@ -155,54 +104,6 @@ class History:
             )
         if status.get("phase") in TERMINAL:
             self.final[name] = status["phase"]
-
-
-class Watch:
-    """One watch on a namespace's BackgroundJobs, resumed until stopped."""
-
-    def __init__(self, lister: Callable[..., Any], history: History) -> None:
-        self.lister, self.history = lister, history
-        self.lock = threading.Lock()
-        first = json.loads(lister(_preload_content=False).data)
-        self.rv: str = first["metadata"]["resourceVersion"]
-        self.error: BaseException | None = None
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                resp = self.lister(
-                    watch=True,
-                    resource_version=self.rv,
-                    timeout_seconds=2,
-                    allow_watch_bookmarks=True,
-                    _preload_content=False,
-                )
-                try:
-                    for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
-                        event = json.loads(line)
-                        obj = event["object"]
-                        if event["type"] == "ERROR":
-                            raise RuntimeError(f"watch failed: {obj}")
-                        self.rv = obj["metadata"]["resourceVersion"]
-                        with self.lock:
-                            self.history.on_event(event["type"], obj)
-                finally:
-                    resp.release_conn()
-        except BaseException as e:
-            self.error = e
-
-    def finished(self) -> int:
-        if self.error is not None:
-            raise RuntimeError("the BackgroundJob watch broke") from self.error
-        with self.lock:
-            return len(self.history.final)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(10)
 
 
 # ---------------------------------------------------------------- one kind of job
@@ -230,61 +131,39 @@ def job_body(name: str, kind: Kind) -> dict[str, Any]:
     }
     if kind.retry is not None:
         spec["retry"] = kind.retry
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "BackgroundJob",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+    return resource("BackgroundJob", name, spec)
 
 
-def fresh_namespace(cluster: Cluster) -> str:
-    ns = f"bench-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", ns)
-
-    def service_account() -> bool:
-        try:
-            cluster.kubectl("get", "serviceaccount", "default", "-n", ns)
-        except KubectlError:
-            return False
-        return True
-
-    wait_for(service_account, 30, description="the default ServiceAccount")
-    return ns
-
-
-def measure(cluster: Cluster, operator: Operator, kind: Kind, n: int) -> Result:
-    ns = fresh_namespace(cluster)
-    custom = kubernetes.client.CustomObjectsApi(cluster.api_client(user_agent="stoker-bench"))
+def measure(cluster: Cluster, operator: Operator, ns: str, kind: Kind, n: int) -> Result:
     core = kubernetes.client.CoreV1Api(cluster.api_client(user_agent="stoker-bench"))
     history = History()
-    watch = Watch(
-        lambda **kw: custom.list_namespaced_custom_object(
-            GROUP, VERSION, ns, "backgroundjobs", **kw
-        ),
-        history,
-    )
+    watch = jobs_watch(cluster, ns, history.on_event)
+
+    def finished() -> int:
+        watch.check()
+        with watch.lock:
+            return len(history.final)
+
     try:
         # The previous kind's trailing writes must not be counted as this one's.
-        wait_quiet(operator, quiet=3, limit=30)
-        before = api_writes(operator)
+        wait_quiet(operator, quiet=3, limit=30, interval=0.25)
+        before = api_writes(operator.metrics())
         names = [f"{kind.key}-{i:03d}" for i in range(n)]
         print(f"({kind.key}) {n} jobs, each {kind.title}, in {ns} ...", flush=True)
         t0 = time.monotonic()
-
-        def create(name: str) -> None:
-            custom.create_namespaced_custom_object(
+        create_all(
+            cluster,
+            names,
+            CREATE_THREADS,
+            lambda api, name: api.create_namespaced_custom_object(
                 GROUP, VERSION, ns, "backgroundjobs", job_body(name, kind)
-            )
-
-        with ThreadPoolExecutor(CREATE_THREADS) as pool:
-            for _ in pool.map(create, names):
-                pass
-        wait_for(lambda: watch.finished() >= n, 120 + n, 0.2, f"{n} jobs finished in {ns}")
+            ),
+        )
+        wait_for(lambda: finished() >= n, 120 + n, 0.2, f"{n} jobs finished in {ns}")
         seconds = time.monotonic() - t0
         # Anything the operator still writes after the final status counts too.
-        wait_quiet(operator, quiet=3, limit=60)
-        metrics = api_writes(operator) - before
+        wait_quiet(operator, quiet=3, limit=60, interval=0.25)
+        metrics = api_writes(operator.metrics()) - before
     finally:
         watch.stop()
     ours = [
@@ -297,7 +176,7 @@ def measure(cluster: Cluster, operator: Operator, kind: Kind, n: int) -> Result:
     events_of: dict[str, list[str]] = defaultdict(list)
     for e in sorted(ours, key=lambda e: str(e.first_timestamp or e.metadata.creation_timestamp)):
         events_of[str(e.involved_object.name)].append(str(e.reason))
-    audit = operator_writes(cluster, ns)
+    audit = audit_writes(cluster, ns)
     return Result(kind, n, audit, metrics, history, events, events_of, seconds)
 
 
@@ -396,64 +275,33 @@ def report(result: Result) -> None:
     )
 
 
-@dataclass
-class Started:
-    """What this run started, for the cleanup."""
-
-    cluster: Cluster | None = None
-    operator: Operator | None = None
-
-
-def run(started: Started, n: int, qps: int, burst: int) -> None:
-    cluster = started.cluster = start_cluster(f"stoker-bench-writes-{os.getpid()}")
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    for plural in ("backgroundjobs", "recurringjobs", "jobqueues"):
-        cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s"
+def run(n: int, qps: int, burst: int) -> None:
+    with bench_cluster("writes", client_env(qps, burst)) as (cluster, operator, first_ns):
+        print(f"operator log: {operator.log_path}", flush=True)
+        results = []
+        for i, kind in enumerate(KINDS):
+            # Each kind in a fresh namespace; the first is the one bench_cluster made.
+            ns = first_ns if i == 0 else create_namespace(cluster, "bench-")
+            results.append(measure(cluster, operator, ns, kind, n))
+        for result in results:
+            report(result)
+        a, b = (len(r.audit) / r.n for r in results)
+        print()
+        print(
+            f"summary (audit log): (a) {a:.2f} writes per job, (b) {b:.2f} writes per job; "
+            f"each retry costs {(b - a) / 2:.2f} writes"
         )
-    log = Path(tempfile.mkdtemp(prefix="stoker-bench-writes-")) / "operator.log"
-    operator = started.operator = Operator(
-        cluster,
-        log,
-        env={
-            "STOKER_API_QPS": str(qps),
-            "STOKER_API_BURST": str(burst),
-            "STOKER_IDENTITY": "stoker-bench",
-        },
-    )
-    operator.start()
-    print(f"operator log: {log}", flush=True)
-    results = [measure(cluster, operator, kind, n) for kind in KINDS]
-    for result in results:
-        report(result)
-    a, b = (len(r.audit) / r.n for r in results)
-    print()
-    print(
-        f"summary (audit log): (a) {a:.2f} writes per job, (b) {b:.2f} writes per job; "
-        f"each retry costs {(b - a) / 2:.2f} writes"
-    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="5 jobs of each kind")
     parser.add_argument("--jobs", type=int, help="jobs of each kind (default 20)")
-    parser.add_argument("--qps", type=int, default=500, help="operator STOKER_API_QPS")
-    parser.add_argument("--burst", type=int, default=1000, help="operator STOKER_API_BURST")
+    add_client_options(parser)
     args = parser.parse_args()
     n = args.jobs or (5 if args.small else 20)
 
-    started = Started()
-    try:
-        run(started, n, args.qps, args.burst)
-    except KeyboardInterrupt:
-        print("interrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        if started.operator is not None:
-            started.operator.stop()
-        if started.cluster is not None:
-            stop_cluster(started.cluster)
+    run(n, args.qps, args.burst)
     return 0
 
 

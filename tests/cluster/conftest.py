@@ -9,17 +9,13 @@ import kubernetes
 import pytest
 from jobs_api import Jobs
 
-from harness import REPO, Cluster
-from operator_process import GROUP, Operator
+from harness import Cluster, apply_crds
+from operator_process import Operator
 
 
 @pytest.fixture(scope="session")
 def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    for plural in ("backgroundjobs", "recurringjobs", "jobqueues"):
-        cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s"
-        )
+    apply_crds(cluster)
 
 
 @pytest.fixture(scope="session")
