@@ -8,6 +8,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 ns=${STOKER_DEMO_NAMESPACE:-stoker-demo}
 bin=$(hack/build-control-plane.sh | tail -n 1)
+local_cluster=
 export PATH="$bin:$PATH"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -18,6 +19,7 @@ if [[ -z "${STOKER_LOCAL:-}" ]] && kubectl config current-context >/dev/null 2>&
 else
   say "starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
   eval "$(hack/cluster.sh up)"
+  local_cluster=1
 fi
 
 say "installing the CRDs"
@@ -49,6 +51,6 @@ Stoker is running. In another shell:
   kubectl describe bgj flaky-sync -n $ns   # status, attempts and Events
   kubectl annotate bgj flaky-sync -n $ns stoker.dev/requeue=\$(date +%s)   # Hangfire "Requeue"
   curl -s localhost:8080/metrics | grep ^stoker_
-Ctrl-C stops the operator$( [[ -z "${STOKER_LOCAL:-}${KUBECONFIG##*kwok*}" ]] && echo "; 'make down' deletes the local cluster").
+Ctrl-C stops the operator${local_cluster:+; 'make down' deletes the local cluster}.
 EOF
 wait "$operator"
