@@ -143,7 +143,8 @@ def test_exhausted_retries_fail_the_job(jobs: Jobs) -> None:
 def test_exhausted_retries_with_on_exhausted_delete_delete_the_job(jobs: Jobs) -> None:
     spec = job_spec(
         sim={"fail-attempts": "always", "duration": "2s"},
-        retry={"attempts": 1, "delays": ["1s"], "onExhausted": "Delete"},
+        # 3 s, not 1 s: a retry already due when the failure is seen skips its Scheduled write.
+        retry={"attempts": 1, "delays": ["3s"], "onExhausted": "Delete"},
     )
     jobs.create("vanishing", spec)
     pods_seen: set[str] = set()
