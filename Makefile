@@ -10,7 +10,7 @@ UV := $(CACHE)/tools/bin/uv
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help run test test-unit lint crds check-crds control-plane up down bench-scheduled \
+.PHONY: help run test test-unit lint lock crds check-crds control-plane up down bench-scheduled \
         bench-writes bench-recurring bench-queue clean
 
 help:  ## list the targets
@@ -20,9 +20,18 @@ $(UV):
 	python3 -m venv $(CACHE)/tools
 	$(CACHE)/tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-.venv/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --quiet
+# requirements*.lock pin every dependency by hash; `make lock` refreshes them after a change
+# to pyproject.toml (uv's own uv.lock stays local: it records download addresses).
+.venv/.synced: $(UV) pyproject.toml requirements.lock
+	$(UV) venv --quiet --allow-existing --python python3 .venv
+	$(UV) pip sync --quiet --python .venv/bin/python --require-hashes requirements.lock
+	$(UV) pip install --quiet --python .venv/bin/python --no-deps -e .
 	touch $@
+
+lock: $(UV)  ## re-resolve dependencies from pyproject.toml into the hash-pinned lock files
+	$(UV) lock --quiet
+	$(UV) export --frozen --all-groups --no-emit-project --quiet -o requirements.lock
+	$(UV) export --frozen --no-dev --no-emit-project --quiet -o requirements-runtime.lock
 
 control-plane:  ## build etcd, kube-*, kwok, helm, kubectl from Go modules (cached)
 	hack/build-control-plane.sh >/dev/null
