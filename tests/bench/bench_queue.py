@@ -1,7 +1,7 @@
 """Benchmark: N one-second jobs through one JobQueue of concurrency C.
 
-    uv run python tests/bench/bench_queue.py            # 2000 jobs, concurrency 50
-    uv run python tests/bench/bench_queue.py --small    # 200 jobs, concurrency 20
+    .venv/bin/python tests/bench/bench_queue.py            # 2000 jobs, concurrency 50
+    .venv/bin/python tests/bench/bench_queue.py --small    # 200 jobs, concurrency 20
 
 Starts its own control plane and operator (deleted at the end, also on Ctrl-C), creates the
 jobs from a thread pool, and prints:

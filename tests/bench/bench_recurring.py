@@ -14,8 +14,8 @@ histogram (stoker_recurring_schedule_lag_seconds, the operator's clock) gives it
 By default the operator's API client is rate-limited like kube-controller-manager's
 (--kube-api-qps 20, --kube-api-burst 30, its defaults), so both sides spend the same budget.
 
-    uv run python tests/bench/bench_recurring.py            # N=200, M=3
-    uv run python tests/bench/bench_recurring.py --small    # N=20, M=1
+    .venv/bin/python tests/bench/bench_recurring.py            # N=200, M=3
+    .venv/bin/python tests/bench/bench_recurring.py --small    # N=20, M=1
 
 Prints figures; asserts nothing about speed. Stops everything it started, even on Ctrl-C.
 """

@@ -1,7 +1,7 @@
 """Benchmark: the operator's footprint while N BackgroundJobs wait for a startAt an hour away.
 
-    uv run python tests/bench/bench_scheduled.py            # 10,000 jobs, 60 s idle window
-    uv run python tests/bench/bench_scheduled.py --small    # 1,000 jobs, 20 s idle window
+    .venv/bin/python tests/bench/bench_scheduled.py            # 10,000 jobs, 60 s idle window
+    .venv/bin/python tests/bench/bench_scheduled.py --small    # 1,000 jobs, 20 s idle window
 
 Starts its own control plane and one operator (deleted at the end, also on Ctrl-C), creates
 the jobs from a thread pool in a fresh namespace, waits until every one shows phase Scheduled

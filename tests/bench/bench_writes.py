@@ -1,8 +1,8 @@
 """Benchmark: API writes per BackgroundJob, the budget of ARCHITECTURE.md "Writes are the budget".
 
-    uv run python tests/bench/bench_writes.py            # 20 jobs of each kind
-    uv run python tests/bench/bench_writes.py --small    # 5 jobs of each kind
-    uv run python tests/bench/bench_writes.py --jobs 50
+    .venv/bin/python tests/bench/bench_writes.py            # 20 jobs of each kind
+    .venv/bin/python tests/bench/bench_writes.py --small    # 5 jobs of each kind
+    .venv/bin/python tests/bench/bench_writes.py --jobs 50
 
 Starts its own control plane and one operator (deleted at the end, also on Ctrl-C) and runs,
 one after the other and each in a fresh namespace:
