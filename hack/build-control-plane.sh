@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules: kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok, kwokctl and helm, at the versions in versions.env.
+# kube-scheduler, kubectl, kubelet (the real node), etcd, kwok, kwokctl, helm, prometheus and
+# promtool, at the versions in versions.env.
 #
 # Binaries land in $STOKER_CACHE/bin/<versions-hash>/ (default ~/.cache/stoker), so a change of
 # any pinned version builds a fresh set and a warm cache costs nothing. Go's own module and
@@ -58,7 +59,7 @@ build_kubernetes() {
       echo "replace k8s.io/$m => k8s.io/$m $staging"
     done
   } >"$dir/go.mod"
-  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
   local pkgs=("${cmds[@]/#/k8s.io/kubernetes/cmd/}")
   log "kubernetes: resolving modules"
   # Each package names the version: a bare `go get pkg` would upgrade to the newest release.
@@ -88,6 +89,13 @@ build_kwok() {
     "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
 }
 
+build_prometheus() {
+  # No UI assets (no builtinassets tag): the tests use the HTTP API and promtool only.
+  GOBIN="$bin" go install -trimpath -ldflags "-s -w" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+}
+
 build_helm() {
   GOBIN="$bin" go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
@@ -98,6 +106,7 @@ t0=$SECONDS
 step kwok kwok kwokctl
 step helm helm
 step etcd etcd
-step kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl
+step kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet
+step prometheus prometheus promtool
 log "all binaries ready in $((SECONDS - t0))s: $bin"
 echo "$bin"
