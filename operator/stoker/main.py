@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -176,3 +179,36 @@ for _kind in Kind:
 @kopf.on.event("", "v1", "pods", labels={LABEL_JOB_UID: kopf.PRESENT})
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.loop.on_pod(event.get("type"), dict(event["object"]))
+
+
+# The API server accepts objects nested up to 10,000 levels deep, and decoding, copying and
+# validating one recurses once per level: with Python's default limit a single such object
+# raised RecursionError in the watch and stopped the operator for every namespace. Run in a
+# thread whose stack and recursion limit hold any object the API server can store, such an
+# object is an ordinary one: refused by its own status (InvalidSpec), nobody else affected.
+STACK_BYTES = 512 * 1024 * 1024  # reserved address space; only the pages used are memory
+RECURSION_LIMIT = 100_000
+
+
+def run_operator() -> None:
+    """Run the operator until SIGTERM or SIGINT (kopf.run in a thread with a deep stack)."""
+    config = Settings.from_env()
+    stop = threading.Event()
+
+    def serve() -> None:
+        sys.setrecursionlimit(RECURSION_LIMIT)
+        kopf.run(
+            standalone=True,
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz",
+            stop_flag=stop,
+        )
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.stack_size(STACK_BYTES)
+    thread = threading.Thread(target=serve, name="stoker-operator", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
