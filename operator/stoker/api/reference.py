@@ -68,6 +68,10 @@ JOB_REASONS: Mapping[str, Sequence[Reason]] = {
         Reason("ConcurrencyKeyHeld", "Another job with the same `concurrencyKey` is running."),
         Reason("MaxRunning", "The operator-wide limit (Helm value `maxRunning`) is reached."),
         Reason("Suspended", "The job has `suspend: true`."),
+        Reason(
+            "NoPodTemplate",
+            "Neither the job nor its JobQueue has a `template`; it starts once the queue has one.",
+        ),
         Reason("PodCreateFailed", "Creating the attempt's pod failed; retried."),
         Reason(
             "PodNameConflict",
@@ -81,11 +85,13 @@ JOB_REASONS: Mapping[str, Sequence[Reason]] = {
         Reason("NonRetryableExitCode", "An attempt exited with a code not in `onExitCodes`."),
         Reason(
             "InvalidSpec",
-            f"The spec is invalid in a way admission cannot see (`task.args` over "
-            f"{models.TASK_ARGS_MAX_BYTES // 1024} KiB).",
+            f"The spec is invalid in a way admission cannot see: `task.args` over "
+            f"{models.TASK_ARGS_MAX_BYTES // 1024} KiB or nested deeper than "
+            f"{models.TASK_ARGS_MAX_DEPTH} levels, `startAt` more than 10 years after creation.",
         ),
         Reason("InvalidPodTemplate", "The API server refused the pod built from `template`."),
         Reason("JobDeleted", "A job in `after` that had been seen was deleted."),
+        Reason("DependencyCycle", "Jobs wait for each other through `after`; none can start."),
     ),
 }
 
@@ -149,7 +155,8 @@ EVENTS: Mapping[str, Sequence[Reason]] = {
         Reason("RequeueIgnored", "Warning: a requeue token came while the job was not finished."),
         Reason("Expired", "`ttlAfterFinished` passed; the job is deleted."),
         Reason(
-            "AttemptsExhausted, NonRetryableExitCode, InvalidSpec, InvalidPodTemplate, JobDeleted",
+            "AttemptsExhausted, NonRetryableExitCode, InvalidSpec, InvalidPodTemplate, JobDeleted, "
+            "DependencyCycle",
             "Warning: the job failed, as its final `status.reason`.",
         ),
     ),
@@ -259,6 +266,10 @@ class Row:
     validation: str
 
 
+# The rules every duration carries: the type "duration" and the page's intro say them.
+_DURATION_MESSAGES = frozenset({models.DURATION_MESSAGE, models.MAX_DURATION_MESSAGE})
+
+
 def _is_duration(node: Schema) -> bool:
     rules = node.get("x-kubernetes-validations", [])
     return any(rule.get("message") == models.DURATION_MESSAGE for rule in rules)
@@ -300,7 +311,7 @@ def _validation(node: Schema, required: bool) -> list[str]:
     if "pattern" in node and not _is_duration(node):
         out.append(f"pattern `{node['pattern']}`")
     for rule in node.get("x-kubernetes-validations", []):
-        if rule.get("message") != models.DURATION_MESSAGE:
+        if rule.get("message") not in _DURATION_MESSAGES:
             out.append(f"“{rule['message']}”")
     return out
 
@@ -386,7 +397,8 @@ def _kind_section(kind: crds.CrdKind) -> list[str]:
         "",
     ]
     for rule in schema.get("x-kubernetes-validations", []):
-        lines += [f"Rule on `metadata.name`: “{rule['message']}”.", ""]
+        where = rule.get("fieldPath", "").removeprefix(".") or "the object"
+        lines += [f"Rule on `{where}`: “{rule['message']}”.", ""]
     lines += ["### spec", "", spec.get("description", ""), ""]
     lines += [f"Rule on the whole spec: “{rule['message']}”." for rule in _rules(spec)]
     if _rules(spec):
@@ -434,7 +446,8 @@ def render() -> str:
         "the API server enforces them at admission) and `kubectl explain` describes them "
         "(`kubectl explain bgj.spec.retry`).",
         "",
-        "- **duration**: a Go duration string (`90s`, `15m`, `24h`, `1h30m`, `0`).",
+        "- **duration**: a Go duration string (`90s`, `15m`, `24h`, `1h30m`, `0`), at most "
+        f"10 years (`{models.MAX_DURATION_TEXT}`).",
         "- **timestamp**: RFC 3339 (`2026-11-22T10:00:00Z`).",
         "- **Default**: applied by the operator when it reads the object; the stored object "
         "keeps what was applied, so GitOps tools see no drift. *Set at admission* marks the "
