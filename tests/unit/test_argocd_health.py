@@ -16,7 +16,9 @@ from typing import Any
 import lupa.lua51 as lua51
 import pytest
 import yaml
-from test_reconciler import T0, Clock, FakeKube, job, make, settle
+from test_loop import T0, Clock, FakeKube, job, make, settle
+
+from stoker.state import Kind
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 ARGOCD = DOCS / "argocd"
@@ -157,7 +159,7 @@ async def test_job_queue_health_follows_the_active_condition() -> None:
     r = await make(kube, clock)
     await settle(r)
     clock.now = T0 + timedelta(seconds=2)  # queue figures are written at most once a second
-    r.dirty |= {("jq", "ns", "open"), ("jq", "ns", "closed")}
+    r.dirty |= {(Kind.QUEUE, "ns", "open"), (Kind.QUEUE, "ns", "closed")}
     await settle(r)
 
     def seen(name: str) -> tuple[str, str]:

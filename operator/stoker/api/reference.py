@@ -72,10 +72,15 @@ JOB_REASONS: Mapping[str, Sequence[Reason]] = {
             "NoPodTemplate",
             "Neither the job nor its JobQueue has a `template`; it starts once the queue has one.",
         ),
-        Reason("PodCreateFailed", "Creating the attempt's pod failed; retried."),
+        Reason(
+            "PodCreateFailed",
+            "The API server refused the attempt's pod (a quota, a policy, an outage); the "
+            "message says why. Retried with backoff from 1 s up to 5 minutes.",
+        ),
         Reason(
             "PodNameConflict",
-            "A pod of an earlier job of the same name is still being deleted; retried.",
+            "Both names of the attempt's pod are taken by pods of earlier jobs of the same "
+            "name; retried with backoff.",
         ),
     ),
     "Running": (Reason("Started", "The attempt's pod exists."),),
@@ -104,6 +109,16 @@ ATTEMPT_REASONS = (
         "`timeout` passed (the pod's `activeDeadlineSeconds`); always retried.",
     ),
     Reason("PodLost", "The pod disappeared without an outcome; always retried."),
+    Reason(
+        "Unschedulable",
+        "The pod was not placed on a node within the start deadline (`timeout`, else the "
+        "operator's `startTimeout`); it is deleted, the slot freed; always retried.",
+    ),
+    Reason(
+        "StartTimeout",
+        "The pod was placed but not running within the start deadline (e.g. an image that "
+        "cannot be pulled); it is deleted, the slot freed; always retried.",
+    ),
 )
 
 # Condition types and their reasons, per kind.
@@ -146,8 +161,14 @@ CONDITIONS: Mapping[str, Sequence[tuple[str, str, Sequence[Reason]]]] = {
 }
 
 # Event reasons, per kind (Warning Events are marked).
+RECONCILE_FAILED = Reason(
+    "ReconcileFailed",
+    "Warning: handling this object failed (the message has the API server's answer); it is "
+    "retried with backoff. Posted on the 1st, 2nd, 4th, 8th... failure in a row.",
+)
 EVENTS: Mapping[str, Sequence[Reason]] = {
     "BackgroundJob": (
+        RECONCILE_FAILED,
         Reason("Completed", "The job succeeded."),
         Reason("Retrying", "An attempt failed; the message says when the next one starts."),
         Reason("RetryNow", "`stoker.dev/retry-now` skipped the remaining delay."),
@@ -167,8 +188,9 @@ EVENTS: Mapping[str, Sequence[Reason]] = {
         Reason("MissedRuns", "Warning: runs were missed while the operator was down."),
         Reason("CatchUpCapped", "Warning: `RunAll` had more missed runs than it catches up."),
         Reason("InvalidSchedule", "Warning: the schedule or time zone cannot be used."),
+        RECONCILE_FAILED,
     ),
-    "JobQueue": (),
+    "JobQueue": (RECONCILE_FAILED,),
 }
 
 PHASES: Mapping[str, str] = {

@@ -41,9 +41,7 @@ HISTORY_LIMIT = 20
 MESSAGE_LIMIT = 1024
 # Reasons of an attempt whose pod did not run within its start deadline (Kueue's
 # waitForPodsReady): never placed by the scheduler, or placed but never started.
-UNSCHEDULABLE = "Unschedulable"
-START_TIMEOUT = "StartTimeout"
-START_FAILURES = frozenset({UNSCHEDULABLE, START_TIMEOUT})
+START_FAILURES = frozenset({"Unschedulable", "StartTimeout"})
 
 
 @dataclass(frozen=True)
@@ -465,7 +463,7 @@ def _start_failed(
         pod=pod.name,
         finished_at=now,
         result="Failed",
-        reason=UNSCHEDULABLE if pod.unschedulable else START_TIMEOUT,
+        reason="Unschedulable" if pod.unschedulable else "StartTimeout",
         message=pod.unschedulable or "the pod was not running by its start deadline",
     )
     plan.status.attempts.append(rec)
