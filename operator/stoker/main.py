@@ -54,9 +54,10 @@ def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     # Only Stoker's pods, filtered by the API server; every list in pages.
     settings.watching.label_selectors["", "v1", "pods"] = LABEL_JOB_UID
     settings.watching.chunk_size = 500
-    # No request may hang: watches end on the server's timeout, or the client's shortly after.
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    # No request may hang: a watch ends on the server's timeout, or on the client's shortly
+    # after when the connection died silently; it then resumes from its resourceVersion.
+    settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 75
     timeout = config.request_timeout.total_seconds()
     settings.watching.connect_timeout = timeout
     settings.networking.request_timeout = timeout
