@@ -38,8 +38,6 @@ from stoker.settings import Settings
 from stoker.state import Kind
 
 log = logging.getLogger("stoker")
-# Relists within this long of each other are resynced once.
-RESYNC_DEBOUNCE = 2.0
 
 
 def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
@@ -118,32 +116,16 @@ def _ended(task: asyncio.Task[None]) -> None:
 
 
 def _resyncer(loop: Loop) -> Callable[[str, str | None], None]:
-    """Resync a kind after each relisting of it but the first (the startup list, which the
-    loop's own prime covers)."""
-    by_plural: dict[str, Kind | None] = {kind.plural: kind for kind in Kind} | {"pods": None}
+    """After each listing of a kind but the first (the startup list, which the loop's own
+    prime covers), resync: a relist with nothing in it sends no event of its own."""
     seen: set[tuple[str, str | None]] = set()
-    pending: dict[str, asyncio.TimerHandle] = {}
 
     def listed(plural: str, namespace: str | None) -> None:
-        if plural not in by_plural:
-            return
-        if (plural, namespace) not in seen:
-            seen.add((plural, namespace))
-            return
-        if plural in pending:
-            pending[plural].cancel()
-        pending[plural] = asyncio.get_running_loop().call_later(
-            RESYNC_DEBOUNCE, lambda: loop.background(_resync(loop, by_plural[plural]))
-        )
+        if (plural, namespace) in seen:
+            loop.relisting()
+        seen.add((plural, namespace))
 
     return listed
-
-
-async def _resync(loop: Loop, kind: Kind | None) -> None:
-    try:
-        await loop.resync(kind)
-    except Exception as error:
-        log.warning("resync of %s failed: %s", kind.plural if kind else "pods", describe(error))
 
 
 @kopf.on.probe(id="reconcile-loop")
