@@ -160,7 +160,7 @@ class Denial:
         if self.rule == EVENTS_CREATE:
             event = {
                 "metadata": {"name": "probe"},
-                "involvedObject": {"kind": "Namespace", "name": ns},
+                "involvedObject": {"kind": "Pod", "name": "probe", "namespace": ns},
                 "reason": "Probe",
                 "message": "probe",
             }

@@ -33,6 +33,11 @@ class Entry:
     uri: str
 
     @property
+    def dry_run(self) -> bool:
+        """A dry-run request (the admission probes'): admitted or refused, never stored."""
+        return "dryRun=" in self.uri
+
+    @property
     def operator(self) -> bool:
         return self.user_agent.startswith(OPERATOR_AGENT)
 
@@ -119,6 +124,7 @@ def pods_created_after(
         and e.resource == "pods"
         and e.namespace == namespace
         and e.code == 201
+        and not e.dry_run
         and e.name.startswith(prefix)
         and e.name[len(prefix) :].isdigit()
         and e.received > after
