@@ -8,8 +8,6 @@ import json
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -207,15 +205,18 @@ class SupervisedOperator:
         with self._lock:
             self.operator.kill()
 
-    def wait_serving(self, timeout: float = 60) -> None:
-        def serving() -> bool:
+    def wait_leading(self, timeout: float = 60) -> None:
+        def leading() -> bool:
             with self._lock:
                 proc = self.operator.proc
                 if proc is None or proc.poll() is not None:
                     return False
-                return self.operator.serving()
+                try:
+                    return self.operator.leading()
+                except OSError:  # the endpoint went away between two requests
+                    return False
 
-        wait_for(serving, timeout, 0.05, "the operator serving")
+        wait_for(leading, timeout, 0.05, "the operator leading")
 
     def stop(self) -> None:
         self._stopping.set()
@@ -234,16 +235,6 @@ class SupervisedOperator:
                 return
             with self._lock:
                 self.operator.start(wait=False)
-
-
-def healthz(operator: Operator) -> int:
-    """The HTTP status of the operator's /healthz."""
-    port = operator.env["STOKER_HEALTH_PORT"]
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
 
 
 @dataclass

@@ -21,7 +21,6 @@ from faultkit import (
     Stoker,
     SupervisedOperator,
     create_many,
-    healthz,
     job_spec,
     not_first_time_successes,
     phase_counts,
@@ -87,8 +86,8 @@ def test_every_job_succeeds_once_through_a_control_plane_restart(
     assert not_first_time_successes(statuses) == {}
     assert created_twice(entries, namespace) == {}
     assert set(creates) == {f"{n}-1" for n in names}
-    operator.wait_serving()
-    assert healthz(operator.operator) == 200
+    operator.wait_leading()
+    assert operator.operator.healthz() == 200
     canary_after = canary.run()
     operator.stop()
 

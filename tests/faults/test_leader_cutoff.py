@@ -64,7 +64,8 @@ def test_a_leader_cut_off_stops_writing_at_its_deadline_and_the_standby_takes_ov
     s = Stoker(admin, namespace)
     canary_before = canary.run()
     assert lease(admin, lease_name).holder_identity == "old-leader"
-    assert not standby.serving()
+    wait_for(standby.serving, 60, 0.1, "the standby's metrics endpoint")
+    assert not standby.leading()
 
     first = [f"before-{i:02d}" for i in range(JOBS)]
     create_many(fault_cluster, namespace, first, job_spec(sim={"duration": "2s"}))
@@ -86,7 +87,7 @@ def test_a_leader_cut_off_stops_writing_at_its_deadline_and_the_standby_takes_ov
     proxy.restore()
     restored_at = time.time()
 
-    wait_for(standby.serving, 60, 0.1, "the standby taking over")
+    wait_for(standby.leading, 60, 0.1, "the standby taking over")
     took_over = time.time() - cut_at
     if exited_at is None:
         assert leader.proc is not None

@@ -21,7 +21,6 @@ from faultkit import (
     Stoker,
     SupervisedOperator,
     create_many,
-    healthz,
     job_spec,
     not_first_time_successes,
     phase_counts,
@@ -61,11 +60,11 @@ def test_a_thousand_jobs_survive_ten_sigkills(
         batch = [f"job-{wave}-{i:03d}" for i in range(WAVE)]
         create_many(fault_cluster, namespace, batch, spec)
         names += batch
-        operator.wait_serving(120)
+        operator.wait_leading(120)
         time.sleep(rng.uniform(0.2, 3.0))
         operator.kill()
         killed = time.monotonic()
-        operator.wait_serving(120)
+        operator.wait_leading(120)
         back_after.append(time.monotonic() - killed)
 
     wait_for(
@@ -83,7 +82,7 @@ def test_a_thousand_jobs_survive_ten_sigkills(
     assert not_first_time_successes(statuses) == {}
     assert created_twice(entries, namespace) == {}
     assert set(creates) == {f"{n}-1" for n in names}
-    assert healthz(operator.operator) == 200
+    assert operator.operator.healthz() == 200
     canary_after = canary.run()
     operator.stop()
 

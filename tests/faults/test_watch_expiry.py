@@ -17,7 +17,7 @@ from collections.abc import Callable
 import kubernetes
 from audit import AuditLog, created_twice, pods_created_after
 from controlplane import APISERVER, ControlPlane
-from faultkit import Canary, Figures, Stoker, healthz, job_gauge, job_spec
+from faultkit import Canary, Figures, Stoker, job_gauge, job_spec
 from proxy import TcpProxy
 
 from harness import wait_for
@@ -84,7 +84,7 @@ def test_jobs_deleted_while_the_watch_was_away_are_dropped(
     assert [g.name for g in ghosts] == []
     assert created_twice(entries, namespace) == {}
     assert operator.proc.pid == pid and operator.proc.poll() is None, "the same process relisted"
-    assert healthz(operator) == 200
+    assert operator.healthz() == 200
     canary_after = canary.run()
 
     figures.happened = (

@@ -30,7 +30,7 @@ from admission import (
     Rule,
 )
 from audit import AuditLog, Entry, created_twice, pod_creates
-from faultkit import Canary, Figures, Stoker, healthz, job_spec
+from faultkit import Canary, Figures, Stoker, job_spec
 
 from harness import wait_for
 from operator_process import Operator
@@ -294,7 +294,7 @@ def test_a_denied_write_is_confined_to_its_object_and_converges_after_the_lift(
     assert refused >= 1, "the operator did try the write"
     # Retried with backoff, not in a loop: at most about one attempt a second.
     assert refused <= DENIAL_SECONDS + 5, refused
-    assert healthz(operator) == 200
+    assert operator.healthz() == 200
     assert lost == 0
 
     figures.happened = (
