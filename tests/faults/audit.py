@@ -104,6 +104,7 @@ def pod_creates(entries: Iterable[Entry], namespace: str) -> Counter[str]:
         and e.resource == "pods"
         and e.namespace == namespace
         and e.code == 201
+        and not e.dry_run
     )
 
 

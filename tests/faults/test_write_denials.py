@@ -78,7 +78,7 @@ class Case:
     rule: Rule
     arrange: Callable[[Stoker], str | None]
     during: Callable[[Stoker], str]
-    after: Callable[[Stoker, list[Entry]], int]
+    after: Callable[[Stoker, AuditLog], int]
 
 
 # ---------------------------------------------------------------- pods create
@@ -98,7 +98,7 @@ def _pods_during(s: Stoker) -> str:
     return f"job stays Enqueued, reason PodCreateFailed: {status['message']!r}"
 
 
-def _one_job_succeeded(s: Stoker, entries: list[Entry]) -> int:
+def _one_job_succeeded(s: Stoker, audit: AuditLog) -> int:
     status = s.wait_phase("job", ("Succeeded", "Failed"), CONVERGE_TIMEOUT)
     assert status["phase"] == "Succeeded", status
     assert status["attempt"] == 1 and len(status["attempts"]) == 1, status
@@ -151,7 +151,7 @@ def _rj_status_during(s: Stoker) -> str:
     return "the triggered run was created and Succeeded; the RecurringJob's status was not written"
 
 
-def _one_run(s: Stoker, entries: list[Entry]) -> int:
+def _one_run(s: Stoker, audit: AuditLog) -> int:
     def recorded() -> dict[str, Any] | None:
         st = s.status("rj", "RecurringJob")
         return st if st.get("lastJob") and st.get("triggerToken") == "t1" else None
@@ -162,7 +162,7 @@ def _one_run(s: Stoker, entries: list[Entry]) -> int:
     s.wait_phase(run, "Succeeded", CONVERGE_TIMEOUT)
     creates = [
         e
-        for e in entries
+        for e in audit.entries()
         if e.operator
         and e.verb == "create"
         and e.resource == "backgroundjobs"
@@ -193,7 +193,7 @@ def _jq_status_during(s: Stoker) -> str:
     return "4 jobs dispatched through q (3 Succeeded, 1 Running); q's status not written"
 
 
-def _queue_converged(s: Stoker, entries: list[Entry]) -> int:
+def _queue_converged(s: Stoker, audit: AuditLog) -> int:
     wait_for(
         lambda: (
             (st := s.status("q", "JobQueue")).get("running") == 1 and st.get("enqueued", 0) == 0
@@ -215,7 +215,7 @@ def _events_during(s: Stoker) -> str:
     return "the job Succeeded during the denial; only its Events were refused"
 
 
-def _job_kept(s: Stoker, entries: list[Entry]) -> int:
+def _job_kept(s: Stoker, audit: AuditLog) -> int:
     status = s.status("job")
     assert status["phase"] == "Succeeded" and len(status["attempts"]) == 1, status
     return 0
@@ -242,7 +242,7 @@ def _bgj_delete_during(s: Stoker) -> str:
     return "the job Succeeded; its TTL deletion was refused and it says so"
 
 
-def _job_deleted(s: Stoker, entries: list[Entry]) -> int:
+def _job_deleted(s: Stoker, audit: AuditLog) -> int:
     s.wait_gone("job", timeout=CONVERGE_TIMEOUT)
     return 0
 
@@ -283,7 +283,7 @@ def test_a_denied_write_is_confined_to_its_object_and_converges_after_the_lift(
         time.sleep(max(0.0, started + DENIAL_SECONDS - time.monotonic()))
     lifted = time.monotonic()
 
-    lost = case.after(stoker, audit.entries())
+    lost = case.after(stoker, audit)
     converged = time.monotonic() - lifted
     canary_after = canary.run()
     entries = audit.entries()
@@ -292,8 +292,8 @@ def test_a_denied_write_is_confined_to_its_object_and_converges_after_the_lift(
     assert all(n == 1 for n in pod_creates(entries, namespace).values())
     refused = operator_denials(entries, case.rule, namespace)
     assert refused >= 1, "the operator did try the write"
-    # Retried with backoff, not in a loop: at most about one attempt a second.
-    assert refused <= DENIAL_SECONDS + 5, refused
+    # Retried with backoff (or when the object changes), never in a tight loop.
+    assert refused <= 2 * DENIAL_SECONDS, refused
     assert operator.healthz() == 200
     assert lost == 0
 
