@@ -159,6 +159,21 @@ class ControlPlane:
         finally:
             self.start(name)
 
+    def outage(self, name: str, seconds: float) -> None:
+        """Kill `name`, keep it down for `seconds`, start it again and wait until the cluster
+        is ready; then resync the simulated kubelet.
+
+        kwok drops a stage whose status patch failed during the outage (a pod stays Running
+        past its simulated end, forever); a real kubelet re-sends pod status every sync period.
+        Restarting kwok-controller makes it replay every pod's stages, as that sync would.
+        """
+        with self.down(name):
+            time.sleep(seconds)
+        self.wait_ready()
+        self.kill(KWOK)
+        self.start(KWOK)
+        self.wait_ready()
+
     # ------------------------------------------------------------------ the whole cluster
 
     def wait_ready(self, timeout: float = 120) -> None:

@@ -66,9 +66,7 @@ def test_every_job_succeeds_once_through_a_control_plane_restart(
     at_kill = phase_counts(stoker.statuses())
 
     killed = time.time()
-    with plane.down(component):
-        time.sleep(down_s)
-    plane.wait_ready()
+    plane.outage(component, down_s)
     back = time.monotonic()
     resumed = canary.run(timeout=180)  # created as soon as the API answers
 
