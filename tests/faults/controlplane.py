@@ -165,12 +165,17 @@ class ControlPlane:
 
         kwok drops a stage whose status patch failed during the outage (a pod stays Running
         past its simulated end, forever); a real kubelet re-sends pod status every sync period.
-        Restarting kwok-controller makes it replay every pod's stages, as that sync would.
+        Restarting kwok-controller makes it replay every pod's stages, as that sync would. The
+        node's Lease names the old kwok instance, and a new one that finds it does not manage
+        the node: it is deleted in between, as a new kubelet's first heartbeat would replace it.
         """
         with self.down(name):
             time.sleep(seconds)
         self.wait_ready()
         self.kill(KWOK)
+        self.cluster.kubectl(
+            "delete", "lease", "kwok-node-0", "-n", "kube-node-lease", "--ignore-not-found"
+        )
         self.start(KWOK)
         self.wait_ready()
 

@@ -119,6 +119,11 @@ class Stoker:
         )
         return {p.metadata.name: p.status.phase for p in pods.items}
 
+    def all_pods(self) -> set[str]:
+        """Names of every pod in the namespace."""
+        raw = self.core.list_namespaced_pod(self.namespace, _preload_content=False)
+        return {p["metadata"]["name"] for p in json.loads(raw.data)["items"]}
+
     def events(self, name: str) -> list[Any]:
         found = self.core.list_namespaced_event(
             self.namespace, field_selector=f"involvedObject.name={name}"

@@ -77,11 +77,15 @@ def test_a_thousand_jobs_survive_ten_sigkills(
     statuses = s.statuses()
     entries = audit.entries()
     creates = pod_creates(entries, namespace)
+    s_pods = s.all_pods()
 
     assert len(statuses) == WAVES * WAVE
     assert not_first_time_successes(statuses) == {}
     assert created_twice(entries, namespace) == {}
-    assert set(creates) == {f"{n}-1" for n in names}
+    # One pod per job, attempt 1. A create whose client died mid-request (a SIGKILL, an
+    # outage) can be stored without a 201 in the log; a second create of a name is a 409.
+    assert s_pods == {f"{n}-1" for n in names}
+    assert set(creates) <= s_pods
     assert operator.operator.healthz() == 200
     canary_after = canary.run()
     operator.stop()
