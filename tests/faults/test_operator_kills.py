@@ -50,8 +50,8 @@ def test_a_thousand_jobs_survive_ten_sigkills(
     s = Stoker(admin, namespace)
     canary_before = canary.run()
     # A queue limit keeps jobs waiting, so each kill finds jobs in every phase.
-    s.create("q", {"concurrency": 50}, "JobQueue")
-    spec = job_spec(sim={"duration": "2s"}, queue="q")
+    s.create("q", {"concurrency": 100}, "JobQueue")
+    spec = job_spec(sim={"duration": "1s"}, queue="q")
 
     started = time.monotonic()
     names: list[str] = []

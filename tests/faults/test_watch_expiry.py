@@ -58,6 +58,8 @@ def test_jobs_deleted_while_the_watch_was_away_are_dropped(
     deleted = time.time()
     s.delete("running")
     s.delete("enqueued")
+    # The deleted job's queue is resumed too: its relist may come before the jobs' relist.
+    s.patch("q2", {"spec": {"suspend": False}}, "JobQueue")
     # What the garbage collector does, without waiting for a controller-manager that has
     # just resynced after the restart.
     s.core.delete_namespaced_pod("running-1", namespace, grace_period_seconds=0)
@@ -89,7 +91,7 @@ def test_jobs_deleted_while_the_watch_was_away_are_dropped(
 
     figures.happened = (
         f"operator cut off for {restored - cut:.1f} s while kube-apiserver restarted; a Running "
-        "and an Enqueued job deleted behind its back"
+        "and an Enqueued job deleted behind its back, the latter's queue resumed"
     )
     figures.resumed_s = resumed
     figures.lost = 0
