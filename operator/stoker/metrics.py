@@ -234,6 +234,33 @@ def recurring_times(
     return last, success
 
 
+ATTEMPT_RESULTS = ("succeeded", "failed", "timeout")
+FINISHED_PHASES = ("Succeeded", "Failed")
+KINDS = ("BackgroundJob", "RecurringJob", "JobQueue")
+
+
+def prime_counters(queues: Iterable[QueueKey], recurring_namespaces: Iterable[str]) -> None:
+    """Create at 0 the counter series of every known queue and RecurringJob namespace.
+
+    A series born at its first increment hides that increment from rate() and increase(),
+    which see only growth between samples: the first failures of a queue, or the first
+    missed run, would never reach StokerJobsFailing or StokerRecurringMissedRuns.
+    """
+    for ns, queue in queues:
+        for counter in (JOBS_CREATED, ATTEMPTS_STARTED, RETRIES):
+            counter.labels(ns, queue)
+        for result in ATTEMPT_RESULTS:
+            ATTEMPTS_FINISHED.labels(ns, queue, result)
+        for phase in FINISHED_PHASES:
+            JOBS_FINISHED.labels(ns, queue, phase)
+    for ns in recurring_namespaces:
+        RECURRING_MISSED.labels(ns)
+
+
+for _kind in KINDS:
+    RECONCILE_ERRORS.labels(kind=_kind)
+
+
 def _nothing() -> Iterable[Body]:
     return ()
 
@@ -260,14 +287,17 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         queue_figures = list(self.queues())
+        recurring = [recurring_facts(body) for body in self.recurring_bodies()]
+        phases = phase_counts(self.jobs(), (key for key, _ in queue_figures))
+        # The counters are collected before this collector, so primed series show from the
+        # next scrape on: only an increment within a queue's first scrape interval is lost.
+        prime_counters({(ns, q) for ns, q, _ in phases}, {rj.namespace for rj in recurring})
         jobs = GaugeMetricFamily(
             "stoker_jobs",
             "BackgroundJobs by current phase (0 for the phases a queue has none in).",
             labels=["namespace", "queue", "phase"],
         )
-        for (ns, queue, phase), count in sorted(
-            phase_counts(self.jobs(), (key for key, _ in queue_figures)).items()
-        ):
+        for (ns, queue, phase), count in sorted(phases.items()):
             jobs.add_metric([ns, queue, phase], count)
         running = GaugeMetricFamily(
             "stoker_queue_running", "Running jobs per queue.", labels=["namespace", "queue"]
@@ -290,7 +320,7 @@ class StateCollector(Collector):
             nxt.add_metric([ns, name], ts)
         yield from (jobs, running, limit, nxt)
         yield from self._waiting()
-        yield from self._recurring()
+        yield from self._recurring(recurring)
 
     def _waiting(self) -> Iterable[Metric]:
         facts = [job_facts(body) for body in self.job_bodies()]
@@ -311,8 +341,8 @@ class StateCollector(Collector):
             oldest.add_metric([ns, queue], ts)
         yield from (waiting, oldest)
 
-    def _recurring(self) -> Iterable[Metric]:
-        last, success = recurring_times(recurring_facts(b) for b in self.recurring_bodies())
+    def _recurring(self, recurring: list[RecurringFacts]) -> Iterable[Metric]:
+        last, success = recurring_times(recurring)
         for name, help_text, values in (
             (
                 "stoker_recurring_last_schedule_timestamp_seconds",

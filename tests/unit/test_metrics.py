@@ -9,7 +9,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stoker import metrics
+from stoker import metrics, views
+from stoker.state import Kind
 
 # ../shared/API.md, "Prometheus metrics": name -> labels.
 CONTRACT = {
@@ -32,6 +33,7 @@ CONTRACT = {
     "stoker_recurring_last_success_timestamp_seconds": {"namespace", "recurringjob"},
     "stoker_jobs_waiting": {"namespace", "queue", "reason"},
     "stoker_queue_oldest_enqueued_timestamp_seconds": {"namespace", "queue"},
+    "stoker_leader": set(),
 }
 
 T0 = "2026-11-30T22:00:00Z"
@@ -212,3 +214,51 @@ def test_collector_reads_the_current_bodies_at_each_scrape() -> None:
         "stoker_queue_oldest_enqueued_timestamp_seconds",
     ):
         assert name not in second, name
+
+
+def value(name: str, **labels: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(name, labels)
+
+
+def test_counters_of_known_queues_and_recurring_namespaces_start_at_zero() -> None:
+    collector = metrics.StateCollector(
+        lambda: [(("primed", "q", "Enqueued"), 1)],
+        lambda: [(("primed", "idle"), (0, None))],
+        list,
+        recurring_bodies=lambda: [recurring("nightly", {}, ns="primed-rj")],
+    )
+    assert (
+        value("stoker_jobs_finished_total", namespace="primed", queue="q", phase="Failed") is None
+    )
+    list(collector.collect())
+    for queue in ("q", "idle"):
+        where = {"namespace": "primed", "queue": queue}
+        for phase in ("Succeeded", "Failed"):
+            assert value("stoker_jobs_finished_total", **where, phase=phase) == 0
+        for result in ("succeeded", "failed", "timeout"):
+            assert value("stoker_attempts_finished_total", **where, result=result) == 0
+        for name in ("jobs_created", "attempts_started", "retries"):
+            assert value(f"stoker_{name}_total", **where) == 0
+    assert value("stoker_recurring_missed_runs_total", namespace="primed-rj") == 0
+    for kind in ("BackgroundJob", "RecurringJob", "JobQueue"):
+        assert value("stoker_reconcile_errors_total", kind=kind) is not None
+
+
+class FakeStore:
+    def __init__(self, jobs: list[dict[str, Any]], rjs: list[dict[str, Any]]) -> None:
+        self.jobs = {(b["metadata"]["namespace"], str(i)): b for i, b in enumerate(jobs)}
+        self.objects = {Kind.RECURRING: {("ns", b["metadata"]["name"]): b for b in rjs}}
+
+
+def test_views_feed_the_collector_from_the_loops_store() -> None:
+    loop: Any = type("FakeLoop", (), {})()
+    loop.store = FakeStore(
+        [job("Enqueued", "QueueFull", enqueued_at=T0)],
+        [recurring("nightly", {"lastSuccessfulTime": T0})],
+    )
+    loop.jobs = type("Jobs", (), {"queue_states": staticmethod(dict)})()
+    loop.recurring = type("Recurring", (), {"next_run": {}})()
+    got = samples(views.collector(loop))
+    assert got["stoker_jobs"][("ns", "Enqueued", "q")] == 1
+    assert got["stoker_jobs_waiting"] == {("ns", "q", "QueueFull"): 1}
+    assert got["stoker_recurring_last_success_timestamp_seconds"] == {("ns", "nightly"): T0_UNIX}
