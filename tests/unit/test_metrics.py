@@ -25,7 +25,7 @@ CONTRACT = {
     "stoker_queue_running": {"namespace", "queue"},
     "stoker_queue_concurrency_limit": {"namespace", "queue"},
     "stoker_recurring_schedule_lag_seconds": set(),
-    "stoker_recurring_missed_runs_total": {"namespace"},
+    "stoker_recurring_missed_runs_total": {"namespace", "reason"},
     "stoker_recurring_next_run_timestamp_seconds": {"namespace", "recurringjob"},
     "stoker_reconcile_errors_total": {"kind"},
     "stoker_build_info": {"version"},
@@ -91,7 +91,7 @@ def test_every_contracted_metric_is_exported_with_its_labels() -> None:
     metrics.ATTEMPT_DURATION.labels("ns", "q", "succeeded").observe(1)
     metrics.QUEUE_WAIT.labels("ns", "q").observe(0.1)
     metrics.RECURRING_LAG.observe(0.2)
-    metrics.RECURRING_MISSED.labels("ns").inc(0)
+    metrics.RECURRING_MISSED.labels("ns", "Late").inc(0)
     metrics.RECONCILE_ERRORS.labels(kind="BackgroundJob").inc(0)
     families = exported()
     for name, labels in CONTRACT.items():
@@ -239,7 +239,7 @@ def test_counters_of_known_queues_and_recurring_namespaces_start_at_zero() -> No
             assert value("stoker_attempts_finished_total", **where, result=result) == 0
         for name in ("jobs_created", "attempts_started", "retries"):
             assert value(f"stoker_{name}_total", **where) == 0
-    assert value("stoker_recurring_missed_runs_total", namespace="primed-rj") == 0
+    assert value("stoker_recurring_missed_runs_total", namespace="primed-rj", reason="Late") == 0
     for kind in ("BackgroundJob", "RecurringJob", "JobQueue"):
         assert value("stoker_reconcile_errors_total", kind=kind) is not None
 
