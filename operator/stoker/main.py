@@ -69,13 +69,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     api = await new_api_client(config.identity)
     fence = Fence(renew_deadline(config)) if config.leader_election else None
     loop = Loop(Kube(api, config, fence), config)
-    metrics.REGISTRY.register(
-        metrics.StateCollector(
-            lambda: views.job_counts(loop),
-            lambda: views.queue_figures(loop),
-            lambda: views.next_runs(loop),
-        )
-    )
+    metrics.REGISTRY.register(views.collector(loop))
     metrics.LEADER.set(0)
     start_http_server(config.metrics_port, registry=metrics.REGISTRY)
     memo.loop, memo.fence = loop, fence

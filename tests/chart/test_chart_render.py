@@ -40,6 +40,11 @@ API_METRICS = frozenset(
         "stoker_recurring_next_run_timestamp_seconds",
         "stoker_reconcile_errors_total",
         "stoker_build_info",
+        "stoker_recurring_last_schedule_timestamp_seconds",
+        "stoker_recurring_last_success_timestamp_seconds",
+        "stoker_jobs_waiting",
+        "stoker_queue_oldest_enqueued_timestamp_seconds",
+        "stoker_leader",
     }
 )
 API_HISTOGRAMS = frozenset(
