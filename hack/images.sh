@@ -160,7 +160,8 @@ build() {
 # load SOCKET: import what `build` made into the containerd at SOCKET (the CRI namespace),
 # skipping images it already holds with the same content.
 load() {
-  local socket=$1 name file have want
+  local socket=$1 name file have want built
+  built=$(build)  # not `< <(build)`: a failed build must fail the load
   while read -r name file; do
     have=$(ctr -a "$socket" -n k8s.io images ls "name==$name" 2>/dev/null |
       awk 'NR == 2 {print $3}')
@@ -171,7 +172,7 @@ load() {
     fi
     log "$name: importing into containerd"
     ctr -a "$socket" -n k8s.io images import "$file" >/dev/null
-  done < <(build)
+  done <<<"$built"
 }
 
 sizes() {
