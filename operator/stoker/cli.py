@@ -6,13 +6,9 @@ import argparse
 import logging
 import sys
 
-from stoker.settings import Settings
-
 
 def _operator(args: argparse.Namespace) -> int:
-    import kopf
-
-    import stoker.main  # noqa: F401  (registers the handlers)
+    import stoker.main  # registers the handlers
 
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -20,13 +16,7 @@ def _operator(args: argparse.Namespace) -> int:
     )
     # Kopf logs every handler call at INFO: one line per watch event is noise at our volume.
     logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.root.level))
-    settings = Settings.from_env()
-    kopf.run(
-        standalone=True,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
-    )
+    stoker.main.run_operator()
     return 0
 
 

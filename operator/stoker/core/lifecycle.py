@@ -1,6 +1,6 @@
 """The BackgroundJob phase machine: given a job, its pods, its parents and `now`, what next.
 
-Pure: no I/O, no clock reads. The reconciler feeds it what the API server holds and carries out
+Pure: no I/O, no clock reads. The loop feeds it what the API server holds and carries out
 the returned Plan (status write, wake-up, events). Everything is derived from current state
 (the job's status plus its pods, which are kept until the job goes), so a restarted operator
 computes the same plan and never runs an attempt twice: pod names are deterministic per attempt.
@@ -14,17 +14,20 @@ retry budget; attempt numbers continue.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from stoker.api.durations import format_duration, parse_duration
 from stoker.api.models import (
     ANNOTATION_REQUEUE,
     ANNOTATION_RETRY_NOW,
     FINISHED_PHASES,
     LABEL_ATTEMPT,
+    MAX_DURATION,
     TASK_ARGS_MAX_BYTES,
+    TASK_ARGS_MAX_DEPTH,
     AttemptRecord,
     BackgroundJobSpec,
     BackgroundJobStatus,
@@ -32,11 +35,13 @@ from stoker.api.models import (
     rfc3339,
 )
 from stoker.core.backoff import retry_decision, retry_delay
-from stoker.core.durations import format_duration, parse_duration
 from stoker.core.objects import ObjectView
 
 HISTORY_LIMIT = 20
 MESSAGE_LIMIT = 1024
+# Reasons of an attempt whose pod did not run within its start deadline (Kueue's
+# waitForPodsReady): never placed by the scheduler, or placed but never started.
+START_FAILURES = frozenset({"Unschedulable", "StartTimeout"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class PodView:
     exit_code: int | None = None
     reason: str | None = None
     message: str | None = None
+    created_at: datetime | None = None
+    # The scheduler's word when it could not place the pod (PodScheduled=False, Unschedulable).
+    unschedulable: str | None = None
 
     @property
     def terminated(self) -> bool:
@@ -86,6 +94,8 @@ class Plan:
     ready_since: datetime | None = None
     wake_at: datetime | None = None
     delete_job: bool = False
+    # Pods of attempts this plan ended before they ran (start deadline): they must not start late.
+    delete_pods: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     # What happened in this step, for metrics (counted once the status write succeeded).
     finished_attempts: list[AttemptRecord] = field(default_factory=list)
@@ -120,6 +130,14 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
     started = [_parse_time(t.get("startedAt")) for t in terminated if t.get("startedAt")]
     finished = [_parse_time(t.get("finishedAt")) for t in terminated if t.get("finishedAt")]
     message = (chosen or {}).get("message") or status.get("message")
+    unschedulable = next(
+        (
+            c.get("message") or "the pod cannot be scheduled"
+            for c in status.get("conditions") or []
+            if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+        ),
+        None,
+    )
     return PodView(
         name=meta["name"],
         attempt=int(meta.get("labels", {}).get(LABEL_ATTEMPT, "0")),
@@ -129,6 +147,8 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         exit_code=(chosen or {}).get("exitCode"),
         reason=status.get("reason") or (chosen or {}).get("reason"),
         message=message.strip()[:MESSAGE_LIMIT] if message else None,
+        created_at=_parse_time(meta.get("creationTimestamp")),
+        unschedulable=unschedulable[:MESSAGE_LIMIT] if unschedulable else None,
     )
 
 
@@ -194,17 +214,67 @@ def _record(pod: PodView, now: datetime) -> AttemptRecord:
 def _failure_text(rec: AttemptRecord, spec: BackgroundJobSpec) -> str:
     if rec.reason == "DeadlineExceeded" and spec.timeout:
         return f"exceeded its {spec.timeout} deadline"
+    if rec.reason in START_FAILURES:
+        return f"did not start in time ({rec.reason}: {rec.message})"
     if rec.exit_code is not None:
         return f"failed with exit code {rec.exit_code}"
     return f"failed ({rec.reason})"
 
 
-def invalid_spec(spec: BackgroundJobSpec) -> str | None:
+def nesting_depth(value: object) -> int:
+    """How deep a JSON value nests (a scalar is 0, {} or [] is 1), without recursion: a hostile
+    object may nest thousands of levels."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def invalid_spec(spec: BackgroundJobSpec, created_at: datetime) -> str | None:
     """What the CRD schema cannot check at admission."""
     if spec.task is not None:
+        depth = nesting_depth(spec.task.args)
+        if depth > TASK_ARGS_MAX_DEPTH:
+            return f"task.args nests {depth} levels deep; the limit is {TASK_ARGS_MAX_DEPTH}"
         size = len(json.dumps(spec.task.args, separators=(",", ":")).encode())
         if size > TASK_ARGS_MAX_BYTES:
             return f"task.args is {size} bytes serialized; the limit is {TASK_ARGS_MAX_BYTES}"
+    if spec.start_at is not None and spec.start_at > created_at + MAX_DURATION:
+        # Measured from creation, so the verdict does not change as time passes.
+        return f"startAt {rfc3339(spec.start_at)} is more than 10 years after the job's creation"
+    return None
+
+
+def dependency_cycle(
+    start: str, after_of: Callable[[str], Sequence[str] | None]
+) -> list[str] | None:
+    """A chain of `after` references that leads from `start` back to it, if there is one
+    (names in one namespace; `after_of` gives a job's parents, None for a job that does not
+    exist). Iterative depth-first search: a chain may be long."""
+    path: list[str] = [start]
+    pending: list[list[str]] = [list(after_of(start) or ())]
+    seen: set[str] = {start}
+    while pending:
+        if not pending[-1]:
+            pending.pop()
+            path.pop()
+            continue
+        name = pending[-1].pop()
+        if name == start:
+            return [*path, start]
+        if name in seen:
+            continue
+        seen.add(name)
+        path.append(name)
+        pending.append(list(after_of(name) or ()))
     return None
 
 
@@ -217,7 +287,12 @@ def decide(
     parents: Mapping[str, ParentView | None],
     now: datetime,
     default_ttl: timedelta | None = None,
+    cycle: Sequence[str] = (),
+    start_timeout: timedelta | None = None,
 ) -> Plan:
+    """`cycle`: a chain of `after` references from this job back to itself, if one exists.
+    `start_timeout`: how long a pod may take to start running when the job has no `timeout`
+    (which is then its start deadline too); None = no limit."""
     status = job.status.model_copy(deep=True)
     status.observed_generation = job.generation
     plan = Plan(status=status)
@@ -249,9 +324,14 @@ def decide(
     if status.phase in FINISHED_PHASES:
         return _finished(job, plan, now, default_ttl)
 
-    problem = invalid_spec(spec)
+    problem = invalid_spec(spec, job.created_at)
     if problem and status.attempt == 0:
         return _fail(job, plan, "InvalidSpec", problem, now, default_ttl)
+    if cycle and status.attempt == 0:
+        chain = " -> ".join(cycle)
+        return _fail(
+            job, plan, "DependencyCycle", f"jobs wait for each other: {chain}", now, default_ttl
+        )
 
     by_attempt = {p.attempt: p for p in pods}
     # Pods are the truth for attempts: after a crash the status may lag one step behind.
@@ -269,7 +349,15 @@ def decide(
     del status.attempts[:-HISTORY_LIMIT]
 
     pod = by_attempt.get(current)
+    if pod is not None and not pod.terminated and current in recorded:
+        # Ended by an earlier decision (start deadline) while its pod was still there.
+        plan.delete_pods.append(pod.name)
+        return _after_attempt(job, plan, pod, run_start, now, default_ttl)
     if pod is not None and not pod.terminated:
+        expires = _start_expiry(pod, spec, start_timeout)
+        if expires is not None and expires <= now:
+            return _start_failed(job, plan, pod, run_start, now, default_ttl)
+        plan.wake_at = expires
         status.next_attempt_at = None
         status.started_at = status.started_at or pod.started_at
         _set(
@@ -283,7 +371,7 @@ def decide(
     if pod is not None and current >= run_start:
         return _after_attempt(job, plan, pod, run_start, now, default_ttl)
 
-    if status.phase == "Running" and current >= run_start:
+    if status.phase == "Running" and current >= run_start and current not in recorded:
         # The pod of a running attempt is gone without an outcome (deleted, evicted, node lost).
         lost = PodView(
             name=pod_name(job.name, current),
@@ -347,6 +435,42 @@ def _after_attempt(
     status.next_attempt_at = due
     _set(status, "Scheduled", "Retrying", f"{what}; next attempt at {rfc3339(due)}")
     return _when_due(job, plan, due, pod.attempt + 1, now)
+
+
+def _start_expiry(
+    pod: PodView, spec: BackgroundJobSpec, default: timedelta | None
+) -> datetime | None:
+    """When a pod that has not started running gives up: the job's timeout counted from the pod's
+    creation (activeDeadlineSeconds counts only from a start that may never happen), else the
+    operator-wide start timeout. None once it runs, or when nothing limits it."""
+    if pod.phase != "Pending" or pod.created_at is None:
+        return None
+    limit = parse_duration(spec.timeout) if spec.timeout else default
+    return None if limit is None else pod.created_at + limit
+
+
+def _start_failed(
+    job: JobView,
+    plan: Plan,
+    pod: PodView,
+    run_start: int,
+    now: datetime,
+    default_ttl: timedelta | None,
+) -> Plan:
+    """End an attempt whose pod did not start in time, free its slot, follow the retry policy."""
+    rec = AttemptRecord(
+        attempt=pod.attempt,
+        pod=pod.name,
+        finished_at=now,
+        result="Failed",
+        reason="Unschedulable" if pod.unschedulable else "StartTimeout",
+        message=pod.unschedulable or "the pod was not running by its start deadline",
+    )
+    plan.status.attempts.append(rec)
+    del plan.status.attempts[:-HISTORY_LIMIT]
+    plan.finished_attempts.append(rec)
+    plan.delete_pods.append(pod.name)
+    return _after_attempt(job, plan, pod, run_start, now, default_ttl)
 
 
 def _before_attempt(
@@ -440,6 +564,14 @@ def _ready(job: JobView, plan: Plan, attempt: int, since: datetime) -> Plan:
         status.enqueued_at = since
     if job.spec.suspend:
         _set(status, "Enqueued", "Suspended", "the job is suspended (spec.suspend)")
+        return plan
+    if job.spec.template is None:
+        _set(
+            status,
+            "Enqueued",
+            "NoPodTemplate",
+            f"the job has no pod template and neither has its queue {job.spec.queue}",
+        )
         return plan
     if status.phase != "Enqueued":
         _set(status, "Enqueued", "Ready", f"attempt {attempt} is ready")

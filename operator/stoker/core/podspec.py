@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from stoker.api.durations import parse_duration
 from stoker.api.models import (
     API_VERSION,
     ENV_ARGS,
@@ -16,16 +17,24 @@ from stoker.api.models import (
     LABEL_JOB_UID,
     LABEL_QUEUE,
 )
-from stoker.core.durations import parse_duration
 from stoker.core.lifecycle import JobView, pod_name
 
 ENV_JOB_NAME = "STOKER_JOB_NAME"
 ENV_ATTEMPT = "STOKER_ATTEMPT"
 
 
-def build_pod(job: JobView, attempt: int) -> dict[str, Any]:
+def fallback_pod_name(job: JobView, attempt: int) -> str:
+    """The attempt's pod name when its usual one is taken by a pod of an earlier job of the
+    same name (orphaned by `kubectl delete --cascade=orphan`): still deterministic, so a
+    restarted operator finds it by its labels and never makes a second one."""
+    return f"{pod_name(job.name, attempt)}-{job.uid[:8]}"
+
+
+def build_pod(job: JobView, attempt: int, name: str | None = None) -> dict[str, Any]:
     spec = job.spec
     template = spec.template
+    if template is None:  # the phase machine keeps such a job waiting (NoPodTemplate)
+        raise ValueError(f"job {job.namespace}/{job.name} has no pod template")
     pod_spec: dict[str, Any] = copy.deepcopy(template.spec.model_dump(mode="json", by_alias=True))
     # One pod per attempt: retries are the operator's business, never the kubelet's.
     pod_spec["restartPolicy"] = "Never"
@@ -61,7 +70,7 @@ def build_pod(job: JobView, attempt: int) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name(job.name, attempt),
+            "name": name or pod_name(job.name, attempt),
             "namespace": job.namespace,
             "labels": labels,
             "annotations": dict(template.metadata.annotations),

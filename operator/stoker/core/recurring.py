@@ -1,6 +1,6 @@
 """What a RecurringJob does now: which jobs to create and delete, what its status says.
 
-Pure: the reconciler passes the RecurringJob, the jobs it owns and `now`. Job names come from
+Pure: the loop passes the RecurringJob, the jobs it owns and `now`. Job names come from
 the slot time (or the trigger token), so a restarted operator that repeats a decision meets
 AlreadyExists instead of running a slot twice. `status.handledUntil` records how far slots
 have been handled; slots missed while the operator was down are judged by misfirePolicy.
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from stoker.api.durations import parse_duration
 from stoker.api.models import (
     ANNOTATION_SCHEDULED_AT,
     ANNOTATION_TRIGGER,
@@ -24,7 +25,6 @@ from stoker.api.models import (
     rfc3339,
 )
 from stoker.core import schedule
-from stoker.core.durations import parse_duration
 from stoker.core.lifecycle import Event, set_condition
 from stoker.core.objects import ObjectView
 
