@@ -435,8 +435,11 @@ WORKLOAD_GRANTS = [
     ("", "pods", "get list watch create"),
     ("", "events", "create"),
 ]
-CLUSTER_GRANTS = [("apiextensions.k8s.io", "customresourcedefinitions", "get list watch")]
-CLUSTER_WIDE_GRANTS = [("", "namespaces", "list watch")]
+# Every mode: kopf reads CRDs and follows namespaces (served ones may be created later).
+CLUSTER_GRANTS = [
+    ("apiextensions.k8s.io", "customresourcedefinitions", "get list watch"),
+    ("", "namespaces", "list watch"),
+]
 LEASE_GRANTS = [("coordination.k8s.io", "leases", "get create update")]
 
 Grant = tuple[str, str, str]
@@ -484,9 +487,7 @@ def bound_rules(
 
 def test_rbac_cluster_wide_grants_exactly_what_the_operator_needs(helm: Path) -> None:
     docs = render(helm)
-    assert granted(bound_rules(docs, None)) == expand(
-        WORKLOAD_GRANTS + CLUSTER_GRANTS + CLUSTER_WIDE_GRANTS
-    )
+    assert granted(bound_rules(docs, None)) == expand(WORKLOAD_GRANTS + CLUSTER_GRANTS)
     assert not find(docs, "Role", FULLNAME)
 
 
