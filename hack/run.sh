@@ -132,10 +132,19 @@ run_in_cluster() {
   apply_examples
   say "a task on the real node: queue 'real' runs the runner image there"
   kubectl apply -n "$ns" -f hack/real-node-example.yaml
-  kubectl wait -n "$ns" --for=jsonpath='{.status.phase}'=Succeeded --timeout=120s \
-    bgj/welcome-on-real-node
-  local pod
-  pod=$(kubectl get pods -n "$ns" -l stoker.dev/job-name=welcome-on-real-node \
+  # A new job each run, so that the log below is this run's.
+  local job pod
+  job=welcome-$(date +%s)
+  kubectl create -n "$ns" -f - <<EOF
+apiVersion: stoker.dev/v1alpha1
+kind: BackgroundJob
+metadata: {name: $job}
+spec:
+  queue: real
+  task: {name: send_welcome_email, args: {user_id: 9, email: a@example.com}}
+EOF
+  kubectl wait -n "$ns" --for=jsonpath='{.status.phase}'=Succeeded --timeout=120s "bgj/$job"
+  pod=$(kubectl get pods -n "$ns" -l "stoker.dev/job-name=$job" \
     -o 'jsonpath={.items[0].metadata.name}')
   say "kubectl logs -n $ns $pod   (on node $(kubectl get pod -n "$ns" "$pod" -o 'jsonpath={.spec.nodeName}'))"
   kubectl logs -n "$ns" "$pod"
@@ -161,7 +170,7 @@ Stoker runs in the cluster (release $release in $release_ns). In another shell:
   eval "\$(hack/cluster.sh env)"
   kubectl get bgj,rj,jq -n $ns             # jobs, recurring jobs, queues
   kubectl get pods -n $release_ns -o wide  # the operator: leader + standby on node $STOKER_REAL_NODE
-  kubectl logs -n $ns -l stoker.dev/job-name=welcome-on-real-node   # task output
+  kubectl logs -n $ns -l stoker.dev/job-name=$job   # task output
   hack/run.sh --process                     # the fast loop: operator as a local process
 'make down' deletes the local cluster (and the real node's containers).
 EOF
