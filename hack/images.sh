@@ -66,7 +66,9 @@ mirror() {
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
-base_key() { echo "$SUITE $BASE_PACKAGES $(uname -m)" | key; }
+# Bump when the recipe in base() changes: the cached rootfs is then made again.
+BASE_RECIPE=2
+base_key() { echo "$SUITE $BASE_PACKAGES $(uname -m) $BASE_RECIPE" | key; }
 
 # base -> prints the local base image name; builds the rootfs tarball once per key.
 base() {
@@ -80,10 +82,15 @@ base() {
     log "base: debootstrap $SUITE with $BASE_PACKAGES (first time only, about 2 minutes)"
     busy debootstrap debootstrap --variant=minbase --include="$BASE_PACKAGES" \
       "$SUITE" "$dir" "$(mirror)"
-    # Nothing of the build host's apt state or caches belongs in an image.
-    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/tmp/*
+    # Nothing of the build host's apt state or caches belongs in an image, nor manuals and
+    # translations (a third of the rootfs; licences stay), as in Debian's slim images.
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/tmp/* \
+      "$dir"/usr/share/man "$dir"/usr/share/info "$dir"/usr/share/locale "$dir"/var/log/*
+    find "$dir/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
+    find "$dir/usr/share/doc" -mindepth 1 -type d -empty -delete
     tar -C "$dir" --numeric-owner -cf "$tarball.part" .
     mv "$tarball.part" "$tarball"
+    supersede "$tarball"
     rm -rf "$dir"
   fi
   if ! buildah images -q "$name" >/dev/null 2>&1; then
@@ -93,6 +100,9 @@ base() {
     buildah config --cmd '["python3"]' --env LANG=C.UTF-8 "$c"
     buildah commit --quiet "$c" "$name" >/dev/null
     buildah rm "$c" >/dev/null
+    # Bases of other recipes are no longer built from.
+    buildah images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/stoker-base:' |
+      grep -vx "$name" | xargs -r buildah rmi >/dev/null 2>&1 || true
   fi
   echo "$name"
 }
@@ -104,6 +114,14 @@ save() {  # save IMAGE ARCHIVE
   rm -f "$2.part"
   buildah push --quiet "$1" "oci-archive:$2.part:$1" >/dev/null
   mv "$2.part" "$2"
+  supersede "$2"
+}
+
+# supersede FILE: the cache keeps one artefact per name, the newest (FILE is NAME-KEY.tar).
+supersede() {
+  local stem
+  stem=$(basename "${1%-*}")
+  find "$images" -maxdepth 1 -name "$stem-*.tar" ! -name "$(basename "$1")" -delete
 }
 
 pause_image() {
@@ -142,6 +160,7 @@ dockerfile_image() {
       --build-arg PIP_CERT=/run/stoker-host-ca.crt --volume "$ca:/run/stoker-host-ca.crt:ro" \
       -f "$repo/$dockerfile" -t "$image" "$repo/$context"
     save "$image" "$out"
+    buildah rmi --prune >/dev/null 2>&1 || true  # layers of the image this one replaced
   fi
   echo "$image $out"
 }
