@@ -68,11 +68,12 @@ whichever namespaces it serves: exactly the calls it makes (stoker.kube.api), no
   resources: ["backgroundjobs/status", "recurringjobs/status", "jobqueues/status"]
   verbs: ["patch"]
 # One pod per attempt, read back when it already exists (a restarted operator adopts it).
-# No delete: a job's pods go with it by garbage collection (owner references), and a
-# timed-out attempt ends by its activeDeadlineSeconds.
+# Delete: only the pod of an attempt that did not start within its start deadline
+# (Unschedulable, StartTimeout), so that it cannot start late beside the next attempt; a
+# job's pods otherwise go with it by garbage collection (owner references).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 # Events on jobs (core API; kopf posts its warnings there too).
 - apiGroups: [""]
   resources: ["events"]
