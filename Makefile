@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help run run-process images test test-unit lint lock crds check-crds api-docs \
         check-api-docs control-plane up down bench-scheduled \
-        bench-writes bench-recurring bench-queue clean
+        bench-writes bench-recurring bench-queue bench-realnode clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ bench-recurring: .venv/.synced control-plane  ## 200 RecurringJobs vs 200 CronJo
 
 bench-queue: .venv/.synced control-plane  ## 2,000 jobs through a queue of concurrency 50
 	$(PY) tests/bench/bench_queue.py
+
+bench-realnode: .venv/.synced control-plane  ## real node: created->container started p50/p99, failover time
+	$(PY) tests/bench/bench_realnode.py
 
 clean:  ## remove the venv (the cache outside the repo stays)
 	rm -rf .venv

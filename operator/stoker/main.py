@@ -32,7 +32,7 @@ from stoker.core.backoff import error_delay
 from stoker.kube import relist
 from stoker.kube.api import Kube, new_api_client
 from stoker.kube.errors import describe
-from stoker.kube.leader import Fence, lead, renew_deadline
+from stoker.kube.leader import Fence, lead, release, renew_deadline
 from stoker.loop import Loop
 from stoker.settings import Settings
 from stoker.state import Kind
@@ -72,7 +72,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     metrics.REGISTRY.register(views.collector(loop))
     metrics.LEADER.set(0)
     start_http_server(config.metrics_port, registry=metrics.REGISTRY)
-    memo.loop, memo.fence = loop, fence
+    memo.loop, memo.fence, memo.api = loop, fence, api
     memo.task = asyncio.create_task(_serve(loop, api, config, fence))
     memo.task.add_done_callback(_ended)
     relist.on_listed(_resyncer(loop))
@@ -140,6 +140,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if task is not None:
         task.remove_done_callback(_ended)
         task.cancel()
+    fence = getattr(memo, "fence", None)
+    if fence is not None:
+        await release(memo.api, Settings.from_env(), fence)
 
 
 def _feed(kind: Kind) -> Any:
@@ -171,6 +174,8 @@ def run_operator() -> None:
     """Run the operator until SIGTERM or SIGINT (kopf.run in a thread with a deep stack)."""
     config = Settings.from_env()
     stop = threading.Event()
+    # One access-log line per probe, every few seconds per replica, says nothing.
+    logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, logging.root.level))
 
     def serve() -> None:
         sys.setrecursionlimit(RECURSION_LIMIT)

@@ -41,3 +41,24 @@ def test_a_standby_waits_for_the_lease_then_takes_over(
         # The session's operator waits for the standby's Lease to expire, then leads again.
         operator.start()
     assert lease_holder(cluster) == "stoker-test"
+
+
+def test_a_leader_stopped_gracefully_gives_the_lease_up(
+    cluster: Cluster, operator: Operator, jobs: Jobs, tmp_path: Path
+) -> None:
+    """SIGTERM (a pod deleted, a rollout): the leader releases the Lease before it exits, so the
+    standby need not wait for it to expire."""
+    standby = Operator(cluster, tmp_path / "standby.log", env={"STOKER_IDENTITY": "standby-2"})
+    standby.start(wait=False)
+    try:
+        wait_for(standby.serving, 60, description="the standby's metrics endpoint")
+        operator.stop()
+        assert operator.proc is not None and operator.proc.returncode is not None
+        assert lease_holder(cluster) in ("", "standby-2")
+        wait_for(standby.leading, 60, description="the standby taking the lead")
+        jobs.create("after-handover", job_spec())
+        assert jobs.wait_phase("after-handover", "Succeeded")["attempt"] == 1
+    finally:
+        standby.stop()
+        operator.start()
+    assert lease_holder(cluster) == "stoker-test"

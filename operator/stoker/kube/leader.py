@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 
-from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
@@ -118,10 +118,14 @@ async def lead(api: ApiClient, settings: Settings, fence: Fence) -> None:
         timeout=min(settings.request_timeout.total_seconds(), fence.renew_deadline / 2),
     )
     task = asyncio.create_task(election.run())
-    task.add_done_callback(lambda _: _exit("the leader election ended"))
+    task.add_done_callback(_election_ended)
     _tasks.add(task)
     await leading.wait()
     _tasks.add(asyncio.create_task(_watch(fence)))
+
+
+def _election_ended(task: asyncio.Task[None]) -> None:
+    _exit("the leader election ended")
 
 
 async def _watch(fence: Fence) -> None:
@@ -130,6 +134,36 @@ async def _watch(fence: Fence) -> None:
         if fence.expired():
             _exit("the lease was not renewed within the renew deadline")
         await asyncio.sleep(0.25)
+
+
+async def release(api: ApiClient, settings: Settings, fence: Fence) -> None:
+    """Give the Lease up on a clean shutdown (client-go's ReleaseOnCancel), so the standby
+    takes over at its next attempt instead of waiting for the Lease to expire. Writes stop
+    first: from here on this replica is no leader."""
+    if not fence.leading:
+        return
+    fence.renewed_at = None
+    metrics.LEADER.set(0)
+    # No renewal may put our name back after the release; ending them is no reason to exit.
+    for task in _tasks:
+        task.remove_done_callback(_election_ended)
+        task.cancel()
+    leases = CoordinationV1Api(api)
+    timeout = settings.request_timeout.total_seconds()
+    try:
+        lease = await leases.read_namespaced_lease(
+            settings.lease_name, settings.lease_namespace, _request_timeout=timeout
+        )
+        if lease.spec.holder_identity != settings.identity:
+            return
+        lease.spec.holder_identity = ""
+        lease.spec.lease_duration_seconds = 1
+        await leases.replace_namespaced_lease(
+            settings.lease_name, settings.lease_namespace, lease, _request_timeout=timeout
+        )
+        log.info("%s released the lease", settings.identity)
+    except Exception as e:  # the standby still takes over when the Lease expires
+        log.warning("releasing the lease failed: %s", e)
 
 
 def renew_deadline(settings: Settings) -> float:
