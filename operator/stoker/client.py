@@ -507,7 +507,8 @@ class Client:
     """Hangfire's BackgroundJob client for Stoker, over the blocking `kubernetes` package.
 
     `image` (or a whole pod `template`) is the task-runner default, so that calls only name the
-    task; with neither, jobs carry no template and their JobQueue's `spec.template` runs them. Without `api`, the `kubernetes` package's default configuration is used (set it with
+    task; with neither, jobs carry no template and their JobQueue's `spec.template` runs them.
+    Without `api`, the `kubernetes` package's default configuration is used (set it with
     kubernetes.config.load_kube_config(), or use from_kubeconfig()). A request that meets a
     transient failure is sent again after each of `retry_delays` seconds in turn.
     """
