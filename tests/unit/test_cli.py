@@ -431,8 +431,18 @@ TEMPLATE = {"spec": {"containers": [{"name": "main", "image": IMAGE}]}}
             },
         ),
         (
-            ["--image", IMAGE, "--delay", "500ms", "--priority", "5", "--retries", "3"]
-            + ["--timeout", "1m"],
+            [
+                "--image",
+                IMAGE,
+                "--delay",
+                "500ms",
+                "--priority",
+                "5",
+                "--retries",
+                "3",
+                "--timeout",
+                "1m",
+            ],
             {
                 "template": TEMPLATE,
                 "queue": "mail",
