@@ -35,6 +35,7 @@ from kubernetes import client as k8s
 from kubernetes import config as kubernetes_config
 from pydantic import Field, TypeAdapter
 
+from stoker.api.durations import format_duration, parse_duration
 from stoker.api.models import (
     ANNOTATION_REQUEUE,
     ANNOTATION_RETRY_NOW,
@@ -50,7 +51,6 @@ from stoker.api.models import (
     PodTemplate,
     RetryPolicy,
 )
-from stoker.core.durations import format_duration, parse_duration
 
 BACKGROUND_JOBS = "backgroundjobs"
 RECURRING_JOBS = "recurringjobs"

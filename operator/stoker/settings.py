@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from stoker.core.durations import parse_duration
+from stoker.api.durations import parse_duration
 
 
 def _int_or_none(text: str | None) -> int | None:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from harness import Cluster, KubectlError, build_bin_dir
-from stoker.core.durations import parse_duration
+from stoker.api.durations import parse_duration
 from stoker.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stoker.api.durations import parse_duration
 from stoker.api.models import Backoff, RetryPolicy
 from stoker.core.backoff import (
     ATTEMPTS_EXHAUSTED,
@@ -14,7 +15,6 @@ from stoker.core.backoff import (
     retry_decision,
     retry_delay,
 )
-from stoker.core.durations import parse_duration
 
 S = timedelta(seconds=1)
 
@@ -79,11 +79,15 @@ def test_huge_exponent_does_not_overflow() -> None:
     assert retry_delay(policy, 10**9, "uid") == timedelta(hours=24)
 
 
-def test_max_near_timedelta_limit_is_clamped_instead_of_overflowing() -> None:
-    # Just under timedelta.max: parseable, but any upward jitter would overflow.
-    policy = exponential(initial="23999999000h", max="23999999000h", jitter=1.0)
-    delays = [retry_delay(policy, 1, f"uid-{i}") for i in range(64)]
-    assert max(delays) == timedelta.max
+def test_durations_over_ten_years_are_refused_before_any_delay_is_computed() -> None:
+    with pytest.raises(ValueError, match="at most 10 years"):
+        exponential(initial="23999999000h", max="23999999000h")
+
+
+def test_the_longest_allowed_backoff_with_full_jitter_stays_finite() -> None:
+    policy = exponential(initial="87648h", max="87648h", jitter=1.0, factor=100.0)
+    delays = [retry_delay(policy, 50, f"uid-{i}") for i in range(64)]
+    assert max(delays) <= 2 * timedelta(hours=87648)
 
 
 def test_jitter_spreads_delays_around_the_base() -> None:

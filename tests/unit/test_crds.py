@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from stoker.api import crds, models
-from stoker.core.durations import format_duration, parse_duration
+from stoker.api.durations import format_duration, parse_duration
 
 CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
 BY_KIND = {kind.kind: crds.crd(kind) for kind in crds.KINDS}
@@ -125,9 +125,14 @@ def rules_at(kind: str, path: str) -> list[dict[str, str]]:
     return rules
 
 
+def format_rule(kind: str, path: str) -> dict[str, str]:
+    """The rule of a string field that checks its form (`self.matches(...)`)."""
+    [rule] = [r for r in rules_at(kind, path) if r["rule"].startswith("self.matches(")]
+    return rule
+
+
 def cel_accepts(kind: str, path: str, value: str) -> bool:
-    [rule] = rules_at(kind, path)
-    return re.search(matches_pattern(rule["rule"]), value) is not None
+    return re.search(matches_pattern(format_rule(kind, path)["rule"]), value) is not None
 
 
 # ---------------------------------------------------------------- staleness
@@ -331,13 +336,19 @@ def test_cross_field_rules_sit_on_every_background_job_spec() -> None:
     ],
 )  # fmt: skip
 def test_name_length_rule_at_the_root(kind: str, limit: int, message: str) -> None:
-    assert root(kind)["x-kubernetes-validations"] == [
-        {
-            "rule": f"self.metadata.name.size() <= {limit}",
-            "message": message,
-            "fieldPath": ".metadata.name",
-        }
-    ]
+    assert root(kind)["x-kubernetes-validations"][0] == {
+        "rule": f"self.metadata.name.size() <= {limit}",
+        "message": message,
+        "fieldPath": ".metadata.name",
+    }
+
+
+def test_a_job_waiting_for_itself_is_refused_at_the_root() -> None:
+    [rule] = [r for r in root("BackgroundJob")["x-kubernetes-validations"] if "after" in r["rule"]]
+    assert rule["rule"] == (
+        "!has(self.spec.after) || self.spec.after.all(ref, ref.name != self.metadata.name)"
+    )
+    assert rule["fieldPath"] == ".spec.after"
 
 
 def test_every_field_path_names_a_field_below_its_rule() -> None:
@@ -398,8 +409,7 @@ DURATIONS = {"90s": True, "1h30m": True, "1.5h": True, "0": True, "250ms": True,
 
 @pytest.mark.parametrize(("kind", "path"), DURATION_FIELDS)
 def test_duration_fields_reject_malformed_durations(kind: str, path: str) -> None:
-    [rule] = rules_at(kind, path)
-    assert rule["message"] == models.DURATION_MESSAGE
+    assert format_rule(kind, path)["message"] == models.DURATION_MESSAGE
     assert {value: cel_accepts(kind, path, value) for value in DURATIONS} == DURATIONS
 
 
@@ -438,8 +448,6 @@ BAD_INPUT = [
     # spec.retry.attempts: Invalid value: -1: ... should be greater than or equal to 0
     ("BackgroundJob", "spec.afterCondition", "enum", ["Succeeded", "Finished"]),
     # spec.afterCondition: Unsupported value: "Whenever": supported values: "Succeeded", ...
-    ("BackgroundJob", "spec", "required", ["template"]),
-    # spec.template: Required value
     ("BackgroundJob", "spec.template", "required", ["spec"]),
     # spec.template.spec: Required value
     ("BackgroundJob", "spec.template.spec", "required", ["containers"]),
@@ -458,9 +466,19 @@ def test_bad_input_is_refused_by_the_schema(kind: str, path: str, keyword: str, 
     assert at(kind, path)[keyword] == value
 
 
+@pytest.mark.parametrize(("kind", "path"), DURATION_FIELDS)
+def test_duration_fields_refuse_more_than_ten_years(kind: str, path: str) -> None:
+    [limit] = [r for r in rules_at(kind, path) if r["message"] == models.MAX_DURATION_MESSAGE]
+    # Checked only on a well-formed value, which has the other rule's message otherwise.
+    assert limit["rule"] == (
+        f"!{format_rule(kind, path)['rule']} || duration(self) <= duration('87648h')"
+    )
+    assert timedelta(hours=87648) == models.MAX_DURATION
+
+
 def test_a_malformed_duration_gets_the_duration_message() -> None:
     # spec.timeout: Invalid value: "string": must be a duration such as 90s, 15m, 24h or 1h30m
-    [rule] = rules_at("BackgroundJob", "spec.timeout")
+    rule = format_rule("BackgroundJob", "spec.timeout")
     assert rule["message"] == "must be a duration such as 90s, 15m, 24h or 1h30m"
     assert not cel_accepts("BackgroundJob", "spec.timeout", "5 minutes")
 

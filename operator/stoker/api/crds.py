@@ -198,7 +198,12 @@ KINDS: tuple[CrdKind, ...] = (
                 f"name must be at most {models.JOB_NAME_MAX} characters: "
                 "it is a label value on the job's pods",
                 fieldPath=".metadata.name",
-            )
+            ),
+            models.cel(
+                "!has(self.spec.after) || self.spec.after.all(ref, ref.name != self.metadata.name)",
+                "a job cannot wait for itself: remove its own name from spec.after",
+                fieldPath=".spec.after",
+            ),
         ],
     ),
     CrdKind(

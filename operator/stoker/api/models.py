@@ -13,10 +13,11 @@ them and GitOps tools see no server-side drift.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -26,6 +27,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from stoker.api.durations import parse_duration
+
 GROUP = "stoker.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -33,6 +36,13 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Go duration form: "90s", "15m", "1h30m", "1.5h", "0". Negative durations make no sense here.
 GO_DURATION_PATTERN = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"
 DURATION_MESSAGE = "must be a duration such as 90s, 15m, 24h or 1h30m"
+# No delay, deadline or TTL is longer than ten years: beyond that a value is a mistake, and one
+# that overflows a Go duration (about 292 years) cannot even be computed.
+MAX_DURATION = timedelta(days=3652)
+MAX_DURATION_TEXT = "87648h"
+MAX_DURATION_MESSAGE = f"must be at most 10 years ({MAX_DURATION_TEXT})"
+# task.args may nest this deep; deeper is refused before anything else reads it.
+TASK_ARGS_MAX_DEPTH = 32
 CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 TASK_ARGS_MAX_BYTES = 32 * 1024
 # Marks the few defaults the API server applies at admission, so that `kubectl get` columns and
@@ -53,6 +63,12 @@ def cel(rule: str, message: str, **extra: str) -> dict[str, Any]:
     return {"rule": rule, "message": message, **extra}
 
 
+def _at_most_ten_years(text: str) -> str:
+    if parse_duration(text) > MAX_DURATION:
+        raise ValueError(f"{text} {MAX_DURATION_MESSAGE}")
+    return text
+
+
 Duration = Annotated[
     str,
     WithJsonSchema(
@@ -60,11 +76,18 @@ Duration = Annotated[
             "type": "string",
             "maxLength": 64,
             "x-kubernetes-validations": [
-                cel(f"self.matches(r'{GO_DURATION_PATTERN}')", DURATION_MESSAGE)
+                cel(f"self.matches(r'{GO_DURATION_PATTERN}')", DURATION_MESSAGE),
+                # CEL's duration() is Go's ParseDuration; a malformed value has its own message.
+                cel(
+                    f"!self.matches(r'{GO_DURATION_PATTERN}') || "
+                    f"duration(self) <= duration('{MAX_DURATION_TEXT}')",
+                    MAX_DURATION_MESSAGE,
+                ),
             ],
         }
     ),
     Field(pattern=GO_DURATION_PATTERN),
+    AfterValidator(_at_most_ten_years),
 ]
 Timestamp = Annotated[
     AwareDatetime,
@@ -183,7 +206,11 @@ class RetryPolicy(Model):
 class BackgroundJobSpec(Model):
     queue: DnsLabel = Field(default="default", json_schema_extra={ADMISSION_DEFAULT: True})
     priority: Int32 = 0
-    template: PodTemplate
+    template: PodTemplate | None = Field(
+        default=None,
+        description="The pod of every attempt. Optional when the job's JobQueue has a template: "
+        "then the queue's is used (read at each attempt, never copied into this spec).",
+    )
     task: TaskCall | None = None
     start_at: Timestamp | None = None
     start_after: Duration | None = None
@@ -322,12 +349,25 @@ class RecurringJobStatus(Model):
 # ---------------------------------------------------------------- JobQueue
 
 
+class JobDefaults(Model):
+    """What a queue's jobs use where they set nothing themselves."""
+
+    retry: RetryPolicy | None = None
+    timeout: Duration | None = None
+
+
 class JobQueueSpec(Model):
     concurrency: int | None = Field(
         default=None, ge=0, description="At most this many Running jobs; omitted = unlimited."
     )
     priority: Int32 = 0
     suspend: bool = False
+    template: PodTemplate | None = Field(
+        default=None,
+        description="The pod template of the queue's jobs that have none of their own "
+        "(Hangfire: the code its workers run).",
+    )
+    defaults: JobDefaults = Field(default_factory=JobDefaults)
 
 
 class JobQueueStatus(Model):

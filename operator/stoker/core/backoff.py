@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final, Literal
 
+from stoker.api.durations import parse_duration
 from stoker.api.models import RetryPolicy
-from stoker.core.durations import parse_duration
 
 NON_RETRYABLE_EXIT_CODE: Final = "NonRetryableExitCode"
 ATTEMPTS_EXHAUSTED: Final = "AttemptsExhausted"

@@ -14,17 +14,20 @@ retry budget; attempt numbers continue.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from stoker.api.durations import format_duration, parse_duration
 from stoker.api.models import (
     ANNOTATION_REQUEUE,
     ANNOTATION_RETRY_NOW,
     FINISHED_PHASES,
     LABEL_ATTEMPT,
+    MAX_DURATION,
     TASK_ARGS_MAX_BYTES,
+    TASK_ARGS_MAX_DEPTH,
     AttemptRecord,
     BackgroundJobSpec,
     BackgroundJobStatus,
@@ -32,7 +35,6 @@ from stoker.api.models import (
     rfc3339,
 )
 from stoker.core.backoff import retry_decision, retry_delay
-from stoker.core.durations import format_duration, parse_duration
 from stoker.core.objects import ObjectView
 
 HISTORY_LIMIT = 20
@@ -199,12 +201,60 @@ def _failure_text(rec: AttemptRecord, spec: BackgroundJobSpec) -> str:
     return f"failed ({rec.reason})"
 
 
-def invalid_spec(spec: BackgroundJobSpec) -> str | None:
+def nesting_depth(value: object) -> int:
+    """How deep a JSON value nests (a scalar is 0, {} or [] is 1), without recursion: a hostile
+    object may nest thousands of levels."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def invalid_spec(spec: BackgroundJobSpec, created_at: datetime) -> str | None:
     """What the CRD schema cannot check at admission."""
     if spec.task is not None:
+        depth = nesting_depth(spec.task.args)
+        if depth > TASK_ARGS_MAX_DEPTH:
+            return f"task.args nests {depth} levels deep; the limit is {TASK_ARGS_MAX_DEPTH}"
         size = len(json.dumps(spec.task.args, separators=(",", ":")).encode())
         if size > TASK_ARGS_MAX_BYTES:
             return f"task.args is {size} bytes serialized; the limit is {TASK_ARGS_MAX_BYTES}"
+    if spec.start_at is not None and spec.start_at > created_at + MAX_DURATION:
+        # Measured from creation, so the verdict does not change as time passes.
+        return f"startAt {rfc3339(spec.start_at)} is more than 10 years after the job's creation"
+    return None
+
+
+def dependency_cycle(
+    start: str, after_of: Callable[[str], Sequence[str] | None]
+) -> list[str] | None:
+    """A chain of `after` references that leads from `start` back to it, if there is one
+    (names in one namespace; `after_of` gives a job's parents, None for a job that does not
+    exist). Iterative depth-first search: a chain may be long."""
+    path: list[str] = [start]
+    pending: list[list[str]] = [list(after_of(start) or ())]
+    seen: set[str] = {start}
+    while pending:
+        if not pending[-1]:
+            pending.pop()
+            path.pop()
+            continue
+        name = pending[-1].pop()
+        if name == start:
+            return [*path, start]
+        if name in seen:
+            continue
+        seen.add(name)
+        path.append(name)
+        pending.append(list(after_of(name) or ()))
     return None
 
 
@@ -217,7 +267,9 @@ def decide(
     parents: Mapping[str, ParentView | None],
     now: datetime,
     default_ttl: timedelta | None = None,
+    cycle: Sequence[str] = (),
 ) -> Plan:
+    """`cycle`: a chain of `after` references from this job back to itself, if one exists."""
     status = job.status.model_copy(deep=True)
     status.observed_generation = job.generation
     plan = Plan(status=status)
@@ -249,9 +301,14 @@ def decide(
     if status.phase in FINISHED_PHASES:
         return _finished(job, plan, now, default_ttl)
 
-    problem = invalid_spec(spec)
+    problem = invalid_spec(spec, job.created_at)
     if problem and status.attempt == 0:
         return _fail(job, plan, "InvalidSpec", problem, now, default_ttl)
+    if cycle and status.attempt == 0:
+        chain = " -> ".join(cycle)
+        return _fail(
+            job, plan, "DependencyCycle", f"jobs wait for each other: {chain}", now, default_ttl
+        )
 
     by_attempt = {p.attempt: p for p in pods}
     # Pods are the truth for attempts: after a crash the status may lag one step behind.
@@ -440,6 +497,14 @@ def _ready(job: JobView, plan: Plan, attempt: int, since: datetime) -> Plan:
         status.enqueued_at = since
     if job.spec.suspend:
         _set(status, "Enqueued", "Suspended", "the job is suspended (spec.suspend)")
+        return plan
+    if job.spec.template is None:
+        _set(
+            status,
+            "Enqueued",
+            "NoPodTemplate",
+            f"the job has no pod template and neither has its queue {job.spec.queue}",
+        )
         return plan
     if status.phase != "Enqueued":
         _set(status, "Enqueued", "Ready", f"attempt {attempt} is ready")

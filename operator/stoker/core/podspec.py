@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from stoker.api.durations import parse_duration
 from stoker.api.models import (
     API_VERSION,
     ENV_ARGS,
@@ -16,7 +17,6 @@ from stoker.api.models import (
     LABEL_JOB_UID,
     LABEL_QUEUE,
 )
-from stoker.core.durations import parse_duration
 from stoker.core.lifecycle import JobView, pod_name
 
 ENV_JOB_NAME = "STOKER_JOB_NAME"
@@ -26,6 +26,8 @@ ENV_ATTEMPT = "STOKER_ATTEMPT"
 def build_pod(job: JobView, attempt: int) -> dict[str, Any]:
     spec = job.spec
     template = spec.template
+    if template is None:  # the phase machine keeps such a job waiting (NoPodTemplate)
+        raise ValueError(f"job {job.namespace}/{job.name} has no pod template")
     pod_spec: dict[str, Any] = copy.deepcopy(template.spec.model_dump(mode="json", by_alias=True))
     # One pod per attempt: retries are the operator's business, never the kubelet's.
     pod_spec["restartPolicy"] = "Never"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from stoker.api.durations import parse_duration
 from stoker.api.models import (
     ANNOTATION_SCHEDULED_AT,
     ANNOTATION_TRIGGER,
@@ -24,7 +25,6 @@ from stoker.api.models import (
     rfc3339,
 )
 from stoker.core import schedule
-from stoker.core.durations import parse_duration
 from stoker.core.lifecycle import Event, set_condition
 from stoker.core.objects import ObjectView
 
