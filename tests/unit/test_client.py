@@ -30,6 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stoker import client as client_module
+from stoker.api.durations import parse_duration
 from stoker.api.models import TASK_ARGS_MAX_BYTES, RetryPolicy
 from stoker.client import (
     SUFFIX_ALPHABET,
@@ -46,7 +47,6 @@ from stoker.client import (
     random_suffix,
 )
 from stoker.client_async import AsyncClient
-from stoker.core.durations import parse_duration
 
 IMAGE = "ghcr.io/acme/tasks:1.4"
 NS = "shop"

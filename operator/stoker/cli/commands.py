@@ -18,6 +18,7 @@ import click
 from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
+from stoker.api.durations import parse_duration
 from stoker.api.models import (
     DEFAULT_QUEUE,
     FINISHED_PHASES,
@@ -29,7 +30,6 @@ from stoker.cli import describe, stats, tables
 from stoker.cli.cluster import CommandError, Target, not_found, one_line
 from stoker.cli.kinds import Kind
 from stoker.client import AfterCondition, Client, JobOptions
-from stoker.core.durations import parse_duration
 from stoker.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
