@@ -90,6 +90,7 @@ up() {
     --config "$here/kwok/kwokctl.yaml" \
     --config "$here/kwok/stages/node.yaml" \
     --config "$here/kwok/stages/pod.yaml" \
+    --config <(sed "s|@KWOK_DIR@|$here/kwok|g" "$here/kwok/logs.yaml") \
     --runtime binary \
     --kube-apiserver-binary "$bin/kube-apiserver" \
     --kube-controller-manager-binary "$bin/kube-controller-manager" \

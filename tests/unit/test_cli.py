@@ -568,3 +568,115 @@ def test_kubectl_plugin_script_is_installed() -> None:
         [str(BIN / "kubectl-stoker"), "--help"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and "Usage: kubectl-stoker" in done.stdout
+
+
+# ---------------------------------------------------------------- logs: the request it makes
+
+
+class FakeLogStream:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.released = False
+
+    def stream(self, amt: Any = None, decode_content: bool = True) -> Any:
+        yield from self.chunks
+
+    def release_conn(self) -> None:
+        self.released = True
+
+
+class FakeCore:
+    def __init__(self, pods: list[Any]) -> None:
+        self.pods = pods
+        self.selectors: list[str] = []
+        self.log_requests: list[tuple[str, str, dict[str, Any]]] = []
+
+    def list_namespaced_pod(self, namespace: str, label_selector: str, **_: Any) -> Any:
+        self.selectors.append(label_selector)
+        return kubernetes.client.V1PodList(items=self.pods)
+
+    def read_namespaced_pod_log(self, name: str, namespace: str, **options: Any) -> Any:
+        self.log_requests.append((name, namespace, options))
+        return FakeLogStream([b"line 1\n", b"line 2\n"])
+
+
+class FakeJobs:
+    def __init__(self, stored: dict[str, Any]) -> None:
+        self.stored = stored
+
+    def get_namespaced_custom_object(self, *args: Any, **_: Any) -> Any:
+        return self.stored
+
+
+def attempt_pod(name: str, containers: list[str], phase: str = "Running") -> Any:
+    return kubernetes.client.V1Pod(
+        metadata=kubernetes.client.V1ObjectMeta(name=name),
+        spec=kubernetes.client.V1PodSpec(
+            containers=[kubernetes.client.V1Container(name=c) for c in containers]
+        ),
+        status=kubernetes.client.V1PodStatus(phase=phase),
+    )
+
+
+@pytest.fixture
+def logs_cluster(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from stoker.cli.cluster import Cluster
+
+    def make(status: dict[str, Any], pods: list[Any]) -> Cluster:
+        cluster = Cluster(kubernetes.client.ApiClient(), "shop")
+        cluster.core = FakeCore(pods)
+        cluster.custom = FakeJobs({**job("j"), "status": status})
+        monkeypatch.setattr(Target, "cluster", lambda self: cluster)
+        return cluster
+
+    return make
+
+
+def test_logs_reads_the_pod_of_the_latest_attempt(logs_cluster: Any) -> None:
+    cluster = logs_cluster({"phase": "Failed", "attempt": 3}, [attempt_pod("j-3", ["main"])])
+    result = run("logs", "j")
+    assert result.exit_code == 0, result.output
+    assert result.output == "line 1\nline 2\n"
+    assert cluster.core.selectors == [
+        "stoker.dev/job-name=j,stoker.dev/job-uid=uid-j,stoker.dev/attempt=3"
+    ]
+    [(pod, namespace, options)] = cluster.core.log_requests
+    assert (pod, namespace) == ("j-3", "shop")
+    assert options["container"] == "main" and options["follow"] is False
+    assert options["_preload_content"] is False
+
+
+def test_logs_of_a_chosen_attempt_followed(logs_cluster: Any) -> None:
+    pod = attempt_pod("j-1", ["main", "side"])
+    cluster = logs_cluster({"phase": "Running", "attempt": 2}, [pod])
+    result = run("logs", "j", "--attempt", "1", "-f", "-c", "side", "--tail", "5")
+    assert result.exit_code == 0, result.output
+    assert cluster.core.selectors[0].endswith("stoker.dev/attempt=1")
+    [(name, _, options)] = cluster.core.log_requests
+    assert name == "j-1"
+    assert (options["container"], options["follow"], options["tail_lines"]) == ("side", True, 5)
+    assert "_request_timeout" not in options  # a followed log may run for hours
+
+
+def test_logs_names_the_container_it_chose_among_several(logs_cluster: Any) -> None:
+    cluster = logs_cluster({"attempt": 1}, [attempt_pod("j-1", ["sidecar", "worker"])])
+    result = CliRunner().invoke(cli, ["logs", "j"])
+    assert result.exit_code == 0
+    assert 'Defaulted container "sidecar" out of: sidecar, worker' in result.output
+    assert cluster.core.log_requests[0][2]["container"] == "sidecar"
+
+
+@pytest.mark.parametrize(
+    ("status", "pods", "message"),
+    [
+        ({"phase": "Enqueued"}, [], "error: job j has not started an attempt yet (phase Enqueued)"),
+        ({"attempt": 2}, [], "error: no pod for attempt 2 of job j (not created yet, or deleted)"),
+    ],
+)
+def test_logs_without_a_pod_is_one_line_and_exit_1(
+    logs_cluster: Any, status: dict[str, Any], pods: list[Any], message: str
+) -> None:
+    logs_cluster(status, pods)
+    result = run("logs", "j")
+    assert result.exit_code == 1
+    assert result.output == message + "\n"
