@@ -8,7 +8,9 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -353,3 +355,77 @@ def test_completion_offers_the_jobs_of_the_namespace(stoker: Stoker, jobs: Jobs)
     done = stoker.run(namespaced=False, env=env)
     assert done.returncode == 0
     assert done.stdout.splitlines() == [f"plain,{name}"]
+
+
+# ---------------------------------------------------------------- logs
+
+SIMULATED_LOG = (Path(__file__).parents[2] / "hack" / "kwok" / "simulated-pod.log").read_text()
+LOG_NODE = "stoker-cli-logs-node"
+
+
+@pytest.fixture(scope="module")
+def log_node(cluster: Cluster) -> Iterator[str]:
+    """A kwok node the API server reaches on loopback for pods/log: kwok-node-0 names itself by
+    a hostname nothing resolves. Tainted, so that only the pods that ask land on it."""
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": LOG_NODE,
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+            "labels": {"kubernetes.io/hostname": LOG_NODE, "type": "kwok"},
+        },
+        "spec": {"taints": [{"key": LOG_NODE, "value": "true", "effect": "NoSchedule"}]},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "allocatable": {"cpu": "100", "memory": "1000Gi", "pods": "1000"},
+            "capacity": {"cpu": "100", "memory": "1000Gi", "pods": "1000"},
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(node))
+    cluster.kubectl("wait", "--for=condition=Ready", f"node/{LOG_NODE}", "--timeout=60s")
+    try:
+        yield LOG_NODE
+    finally:
+        cluster.kubectl("delete", "node", LOG_NODE, "--wait=false")
+
+
+def test_logs_of_the_latest_and_of_a_chosen_attempt(
+    stoker: Stoker, jobs: Jobs, core: Any, log_node: str
+) -> None:
+    # The queue's template sends its pods to the node and fails each job's first attempt.
+    jobs.create(
+        "logged",
+        {
+            "template": {
+                "metadata": {"annotations": {"sim.stoker.dev/fail-attempts": "1"}},
+                "spec": {
+                    "containers": [{"name": "main", "image": IMAGE}],
+                    "nodeSelector": {"kubernetes.io/hostname": log_node},
+                    "tolerations": [{"key": log_node, "operator": "Exists"}],
+                },
+            },
+            "defaults": {"retry": {"attempts": 1, "delays": ["0s"]}},
+        },
+        kind="JobQueue",
+        plural="jobqueues",
+    )
+    name = stoker("enqueue", "import_rows", "--queue", "logged").strip()
+    status = jobs.wait_phase(name, "Succeeded")
+    assert status["attempt"] == 2
+
+    assert stoker("logs", name) == SIMULATED_LOG
+    assert (
+        stoker("logs", name, "--attempt", "1", "--tail", "1")
+        == SIMULATED_LOG.splitlines(keepends=True)[-1]
+    )
+    assert stoker("logs", name, "-f") == SIMULATED_LOG
+
+    # The attempt is found by its own pod: without it, there is no log to read.
+    core.delete_namespaced_pod(f"{name}-1", stoker.namespace, grace_period_seconds=0)
+    wait_for(lambda: len(jobs.pods(name)) == 1, 30, description="pod of attempt 1 gone")
+    assert stoker.fails("logs", name, "--attempt", "1") == (
+        f"error: no pod for attempt 1 of job {name} (not created yet, or deleted)\n"
+    )
+    assert stoker("logs", name) == SIMULATED_LOG
+    assert stoker.fails("logs", name, "--attempt", "3").startswith("error: no pod for attempt 3")

@@ -680,3 +680,36 @@ def test_logs_without_a_pod_is_one_line_and_exit_1(
     result = run("logs", "j")
     assert result.exit_code == 1
     assert result.output == message + "\n"
+
+
+# ---------------------------------------------------------------- operator
+
+
+def test_operator_runs_kopf_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kopf
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("STOKER_HEALTH_PORT", "18081")
+    monkeypatch.delenv("STOKER_NAMESPACES", raising=False)
+    result = run("operator", "--log-level", "warning")
+    assert result.exit_code == 0, result.output
+    assert calls == [
+        {
+            "standalone": True,
+            "clusterwide": True,
+            "namespaces": [],
+            "liveness_endpoint": "http://0.0.0.0:18081/healthz",
+        }
+    ]
+
+
+def test_a_crashing_operator_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kopf
+
+    def crash(**_: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(kopf, "run", crash)
+    result = run("operator")
+    assert isinstance(result.exception, RuntimeError)

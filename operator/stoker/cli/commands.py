@@ -65,6 +65,8 @@ class StokerGroup(click.Group):
         except CommandError as exc:
             raise Failure(str(exc)) from None
         except Exception as exc:
+            if ctx.invoked_subcommand == "operator":
+                raise  # a crashing operator's traceback belongs in its log
             raise Failure(one_line(exc)) from None
         finally:
             target = ctx.find_object(Target)
