@@ -698,7 +698,7 @@ def test_operator_runs_kopf_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
         {
             "standalone": True,
             "clusterwide": True,
-            "namespaces": [],
+            "namespaces": (),
             "liveness_endpoint": "http://0.0.0.0:18081/healthz",
         }
     ]
