@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,12 @@ def enqueue(stoker: Stoker, task: str, *args: str) -> str:
     return name
 
 
+def queues(jobs: Jobs, *names: str) -> None:
+    """JobQueues with no limits: a job naming a queue that does not exist waits for it."""
+    for name in names:
+        jobs.create(name, {}, kind="JobQueue", plural="jobqueues")
+
+
 def rows(table: str) -> dict[str, dict[str, str]]:
     """A kubectl table as {name: {column: cell}} (cells hold no spaces in these tests)."""
     header, *lines = table.splitlines()
@@ -80,6 +88,7 @@ def rows(table: str) -> dict[str, dict[str, str]]:
 
 
 def test_enqueue_ls_get_and_stats(stoker: Stoker, jobs: Jobs) -> None:
+    queues(jobs, "billing")
     ok = enqueue(stoker, "send_email", "--args", '{"user_id": 9}', "--priority", "5")
     bad = enqueue(
         stoker,
@@ -154,6 +163,7 @@ def test_enqueue_without_an_image_runs_from_the_queue_template(stoker: Stoker, j
 
 
 def test_scheduled_jobs_continuations_and_retry_now(stoker: Stoker, jobs: Jobs) -> None:
+    queues(jobs, "sync")
     later = enqueue(stoker, "send_reminder", "--delay", "1h")
     status = jobs.wait_phase(later, "Scheduled")
     assert re.search(rf"^{later}\s+Scheduled\s.*\sDelayed\s+in (59|60)m\s", stoker("ls"), re.M)
@@ -194,6 +204,7 @@ def test_scheduled_jobs_continuations_and_retry_now(stoker: Stoker, jobs: Jobs) 
 
 
 def test_requeue_one_and_all_failed(stoker: Stoker, jobs: Jobs) -> None:
+    queues(jobs, "imports", "exports", "held")
     annotations = ["--pod-annotation", FAIL_ONCE, "--retries", "0"]
     failed = [enqueue(stoker, "import_rows", "--queue", "imports", *annotations) for _ in range(2)]
     other = enqueue(stoker, "export_rows", "--queue", "exports", *annotations)
@@ -419,7 +430,7 @@ def test_logs_of_the_latest_and_of_a_chosen_attempt(
         stoker("logs", name, "--attempt", "1", "--tail", "1")
         == SIMULATED_LOG.splitlines(keepends=True)[-1]
     )
-    assert stoker("logs", name, "-f") == SIMULATED_LOG
+    follow_until_interrupted(stoker, name)
 
     # The attempt is found by its own pod: without it, there is no log to read.
     core.delete_namespaced_pod(f"{name}-1", stoker.namespace, grace_period_seconds=0)
@@ -429,3 +440,31 @@ def test_logs_of_the_latest_and_of_a_chosen_attempt(
     )
     assert stoker("logs", name) == SIMULATED_LOG
     assert stoker.fails("logs", name, "--attempt", "3").startswith("error: no pod for attempt 3")
+
+
+def follow_until_interrupted(stoker: Stoker, job: str) -> None:
+    """`logs -f` prints the lines as they come and keeps following until Ctrl-C, which ends it
+    quietly with status 130 (kwok's simulated log never ends: its container never exits)."""
+    proc = subprocess.Popen(
+        [str(BIN / "stoker"), "logs", job, "-f", "-n", stoker.namespace],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "KUBECONFIG": str(stoker.cluster.kubeconfig)},
+    )
+    # A follow that never prints must fail the test, not hang it.
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        expected = SIMULATED_LOG.splitlines(keepends=True)
+        got = [proc.stdout.readline() for _ in expected]  # blocks until each line arrives
+        assert got == expected
+        assert proc.poll() is None  # still following
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+        assert proc.stderr is not None and proc.stderr.read() == ""
+    finally:
+        watchdog.cancel()
+        proc.kill()
+        proc.wait(10)
