@@ -10,7 +10,8 @@ UV := $(CACHE)/tools/bin/uv
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help run test test-unit lint lock crds check-crds control-plane up down bench-scheduled \
+.PHONY: help run test test-unit lint lock crds check-crds api-docs check-api-docs control-plane up \
+        down bench-scheduled \
         bench-writes bench-recurring bench-queue clean
 
 help:  ## list the targets
@@ -39,7 +40,7 @@ control-plane:  ## build etcd, kube-*, kwok, helm, kubectl from Go modules (cach
 run: .venv/.synced control-plane  ## local cluster (or the current kube context) + CRDs + operator + examples
 	hack/run.sh
 
-test: .venv/.synced control-plane lint check-crds  ## every test: unit, chart, images, cluster
+test: .venv/.synced control-plane lint check-crds check-api-docs  ## every test: unit, chart, images, cluster
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: .venv/.synced  ## the fast tests that need no cluster
@@ -56,6 +57,12 @@ crds: .venv/.synced  ## regenerate crds/ (and the chart's copies) from the model
 
 check-crds: .venv/.synced  ## fail when crds/ is stale
 	$(PY) -m stoker.api.crds check crds/
+
+api-docs: .venv/.synced  ## regenerate docs/api-reference.md from the CRDs and models
+	$(PY) -m stoker.api.reference write docs/api-reference.md
+
+check-api-docs: .venv/.synced  ## fail when docs/api-reference.md is stale
+	$(PY) -m stoker.api.reference check docs/api-reference.md
 
 up: control-plane  ## start the local cluster (prints its env)
 	hack/cluster.sh up

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -36,15 +37,17 @@ class Operator:
     def __init__(self, cluster: Cluster, log_path: Path, env: dict[str, str] | None = None):
         self.cluster, self.log_path = cluster, log_path
         self.metrics_port = free_port()
+        self.health_port = free_port()
         self.env = {
             **os.environ,
             "KUBECONFIG": str(cluster.kubeconfig),
             "STOKER_METRICS_PORT": str(self.metrics_port),
-            "STOKER_HEALTH_PORT": str(free_port()),
+            "STOKER_HEALTH_PORT": str(self.health_port),
             "STOKER_LEASE_NAMESPACE": "default",
             "STOKER_IDENTITY": "stoker-test",
-            # A short Lease keeps failover tests quick; production keeps the 15 s default.
-            "STOKER_LEASE_DURATION": "5s",
+            # A short Lease keeps failover tests quick; production keeps the 15 s default. Its
+            # renew deadline (2/3) still leaves room for a slow renewal on a busy machine.
+            "STOKER_LEASE_DURATION": "10s",
             "STOKER_API_QPS": "500",
             "STOKER_API_BURST": "1000",
             **(env or {}),
@@ -52,8 +55,8 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: bool = True) -> None:
-        """Start the process; with `wait`, return once it serves (it leads: startup waits for
-        the Lease before the metrics endpoint opens)."""
+        """Start the process; with `wait`, return once it leads (a standby serves its metrics
+        endpoint too, with stoker_leader 0)."""
         assert self.proc is None or self.proc.poll() is not None
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -65,7 +68,7 @@ class Operator:
             preexec_fn=_die_with_parent,
         )
         if wait:
-            wait_for(self.serving, timeout=60, description="the operator's metrics endpoint")
+            wait_for(self.leading, timeout=60, description="the operator taking the lead")
 
     def serving(self) -> bool:
         assert self.proc is not None
@@ -76,6 +79,22 @@ class Operator:
                 return True
         except OSError:
             return False
+
+    def leading(self) -> bool:
+        """Serving, and the holder of the Lease (stoker_leader 1)."""
+        return self.serving() and "\nstoker_leader 1.0" in self.metrics()
+
+    def healthz(self) -> int:
+        """The HTTP status of the liveness endpoint (0 when it does not answer)."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=5
+            ) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as e:
+            return int(e.code)
+        except OSError:
+            return 0
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as in a crash or a node loss."""

@@ -1,33 +1,48 @@
-"""Kopf entry points only: every event goes to the one Reconciler.
+"""Kopf entry points only: every event goes to the one reconcile loop (stoker.loop).
 
-Only event handlers are used: they hand the newest body to the reconciler, which decides from
+Only event handlers are used: they hand the newest body to the loop, which decides from
 current state. Kopf therefore writes nothing of its own to the objects (no finalizers, no
 diff-base annotations); its bookkeeping, should a handler kind that needs it be added, is set
 to live in .status so that GitOps tools see no drift.
+
+The startup handler returns at once, so that kopf serves /healthz on a standby too; the
+loop's task waits for the Lease, loads everything, then reconciles. The probe fails when that
+task has ended or (while leading) no pass has completed for `stall_after`, so the kubelet
+restarts a wedged operator.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import kopf
+from kubernetes_asyncio.client import ApiClient
 from prometheus_client import start_http_server
 
-from stoker import metrics
+from stoker import metrics, views
 from stoker.api.models import GROUP, LABEL_JOB_UID, VERSION
+from stoker.core.backoff import error_delay
+from stoker.kube import relist
 from stoker.kube.api import Kube, new_api_client
-from stoker.kube.leader import become_leader
-from stoker.reconciler import Reconciler
+from stoker.kube.errors import describe
+from stoker.kube.leader import Fence, lead, renew_deadline
+from stoker.loop import Loop
 from stoker.settings import Settings
 from stoker.state import Kind
 
 log = logging.getLogger("stoker")
+# Relists within this long of each other are resynced once.
+RESYNC_DEBOUNCE = 2.0
 
 
-@kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
         field="status.kopf.last-handled-configuration"
@@ -36,45 +51,164 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING
     # Per-object event batching adds its window to every reaction; ours are idempotent anyway.
     settings.batching.batch_window = 0.02
+    # Only Stoker's pods, filtered by the API server; every list in pages.
+    settings.watching.label_selectors["", "v1", "pods"] = LABEL_JOB_UID
+    settings.watching.chunk_size = 500
+    # No request may hang: watches end on the server's timeout, or the client's shortly after.
     settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    timeout = config.request_timeout.total_seconds()
+    settings.watching.connect_timeout = timeout
+    settings.networking.request_timeout = timeout
+    settings.networking.connect_timeout = timeout
 
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = Settings.from_env()
-    api = await new_api_client()
-    if config.leader_election:
-        memo.lease = await become_leader(api, config)
-    reconciler = Reconciler(Kube(api, config), config)
-    await reconciler.prime()
+    configure(settings, config)
+    api = await new_api_client(config.identity)
+    fence = Fence(renew_deadline(config)) if config.leader_election else None
+    loop = Loop(Kube(api, config, fence), config)
     metrics.REGISTRY.register(
         metrics.StateCollector(
-            reconciler.job_counts, reconciler.queue_figures, reconciler.next_runs
+            lambda: views.job_counts(loop),
+            lambda: views.queue_figures(loop),
+            lambda: views.next_runs(loop),
         )
     )
+    metrics.LEADER.set(0)
     start_http_server(config.metrics_port, registry=metrics.REGISTRY)
-    memo.reconciler = reconciler
-    memo.loop = asyncio.create_task(reconciler.run())
+    memo.loop, memo.fence = loop, fence
+    memo.task = asyncio.create_task(_serve(loop, api, config, fence))
+    memo.task.add_done_callback(_ended)
+    relist.on_listed(_resyncer(loop))
     log.info("stoker serving %s", ", ".join(config.namespaces) or "all namespaces")
+
+
+async def _serve(loop: Loop, api: ApiClient, config: Settings, fence: Fence | None) -> None:
+    if fence is not None:
+        await lead(api, config, fence)
+    else:
+        metrics.LEADER.set(1)
+    failures = 0
+    while True:
+        loop.heartbeat = loop.monotonic()
+        try:
+            await loop.prime()
+            break
+        except Exception as error:  # no rights yet, an outage: the loop must not start blind
+            failures += 1
+            delay = error_delay(failures, "prime")
+            log.error(
+                "loading the cluster's state failed: %s; retrying in %s", describe(error), delay
+            )
+            await asyncio.sleep(delay.total_seconds())
+    await loop.run()
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    """The loop never ends on its own: if it does, exit so the kubelet starts a fresh one."""
+    if task.cancelled():
+        return
+    log.critical("the reconcile loop ended: %r; exiting", task.exception())
+    logging.shutdown()
+    os._exit(1)
+
+
+def _resyncer(loop: Loop) -> Callable[[str, str | None], None]:
+    """Resync a kind after each relisting of it but the first (the startup list, which the
+    loop's own prime covers)."""
+    by_plural: dict[str, Kind | None] = {kind.plural: kind for kind in Kind} | {"pods": None}
+    seen: set[tuple[str, str | None]] = set()
+    pending: dict[str, asyncio.TimerHandle] = {}
+
+    def listed(plural: str, namespace: str | None) -> None:
+        if plural not in by_plural:
+            return
+        if (plural, namespace) not in seen:
+            seen.add((plural, namespace))
+            return
+        if plural in pending:
+            pending[plural].cancel()
+        pending[plural] = asyncio.get_running_loop().call_later(
+            RESYNC_DEBOUNCE, lambda: loop.background(_resync(loop, by_plural[plural]))
+        )
+
+    return listed
+
+
+async def _resync(loop: Loop, kind: Kind | None) -> None:
+    try:
+        await loop.resync(kind)
+    except Exception as error:
+        log.warning("resync of %s failed: %s", kind.plural if kind else "pods", describe(error))
+
+
+@kopf.on.probe(id="reconcile-loop")
+async def reconcile_loop(memo: kopf.Memo, **_: Any) -> str:
+    task, loop, fence = memo.task, memo.loop, memo.fence
+    if task.done():
+        raise kopf.PermanentError("the reconcile loop has ended")
+    if fence is not None and not fence.leading:
+        return "standby"
+    if loop.stalled():
+        raise kopf.PermanentError("the reconcile loop has not completed a pass in time")
+    return "leading"
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("loop", "lease"):
-        task = getattr(memo, name, None)
-        if task is not None:
-            task.cancel()
+    task = getattr(memo, "task", None)
+    if task is not None:
+        task.remove_done_callback(_ended)
+        task.cancel()
 
 
 def _feed(kind: Kind) -> Any:
     async def handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-        memo.reconciler.on_object(kind, event.get("type"), dict(event["object"]))
+        memo.loop.on_object(kind, event.get("type"), dict(event["object"]))
 
     return handler
 
 
-kopf.on.event(GROUP, VERSION, "backgroundjobs", id="feed-backgroundjobs")(_feed("bgj"))
-kopf.on.event(GROUP, VERSION, "recurringjobs", id="feed-recurringjobs")(_feed("rj"))
-kopf.on.event(GROUP, VERSION, "jobqueues", id="feed-jobqueues")(_feed("jq"))
+for _kind in Kind:
+    kopf.on.event(GROUP, VERSION, _kind.plural, id=f"feed-{_kind.plural}")(_feed(_kind))
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_JOB_UID: kopf.PRESENT})
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.reconciler.on_pod(event.get("type"), dict(event["object"]))
+    memo.loop.on_pod(event.get("type"), dict(event["object"]))
+
+
+# The API server accepts objects nested up to 10,000 levels deep, and decoding, copying and
+# validating one recurses once per level: with Python's default limit a single such object
+# raised RecursionError in the watch and stopped the operator for every namespace. Run in a
+# thread whose stack and recursion limit hold any object the API server can store, such an
+# object is an ordinary one: refused by its own status (InvalidSpec), nobody else affected.
+STACK_BYTES = 512 * 1024 * 1024  # reserved address space; only the pages used are memory
+RECURSION_LIMIT = 100_000
+
+
+def run_operator() -> None:
+    """Run the operator until SIGTERM or SIGINT (kopf.run in a thread with a deep stack)."""
+    config = Settings.from_env()
+    stop = threading.Event()
+
+    def serve() -> None:
+        sys.setrecursionlimit(RECURSION_LIMIT)
+        kopf.run(
+            standalone=True,
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz",
+            stop_flag=stop,
+        )
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.stack_size(STACK_BYTES)
+    thread = threading.Thread(target=serve, name="stoker-operator", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)

@@ -84,6 +84,11 @@ RECONCILE_ERRORS = Counter(
 BUILD_INFO = Gauge(
     "stoker_build_info", "The running operator's version.", ["version"], registry=REGISTRY
 )
+LEADER = Gauge(
+    "stoker_leader",
+    "1 on the replica that holds the leader Lease, 0 on a standby.",
+    registry=REGISTRY,
+)
 API_WRITES = Counter(
     "stoker_api_writes_total",
     "Writes the operator sent to the API server (the write budget).",

@@ -13,6 +13,10 @@ def _int_or_none(text: str | None) -> int | None:
     return int(text) if text not in (None, "", "0") else None
 
 
+def _duration_or_none(text: str | None) -> timedelta | None:
+    return parse_duration(text) if text not in (None, "", "0") else None
+
+
 @dataclass(frozen=True)
 class Settings:
     # Namespaces to serve; empty = every namespace.
@@ -31,6 +35,14 @@ class Settings:
     lease_name: str = "stoker-operator"
     lease_namespace: str = "default"
     lease_duration: timedelta = field(default=timedelta(seconds=15))
+    # Every API request gives up after this long (a hung request must not wedge anything).
+    request_timeout: timedelta = field(default=timedelta(seconds=30))
+    # A pod not running this long after its creation ends its attempt (reason Unschedulable or
+    # StartTimeout) when the job sets no `timeout`, which is its start deadline otherwise.
+    # None = no limit.
+    start_timeout: timedelta | None = field(default=timedelta(minutes=10))
+    # /healthz fails when the reconcile loop has not completed a pass for this long.
+    stall_after: timedelta = field(default=timedelta(seconds=60))
     # Who we are, as the Lease holder and in User-Agent (write counting in benchmarks).
     identity: str = field(default_factory=lambda: os.environ.get("HOSTNAME", "stoker-operator"))
 
@@ -50,5 +62,8 @@ class Settings:
             lease_name=e.get("STOKER_LEASE_NAME", "stoker-operator"),
             lease_namespace=e.get("STOKER_LEASE_NAMESPACE", e.get("POD_NAMESPACE", "default")),
             lease_duration=parse_duration(e.get("STOKER_LEASE_DURATION", "15s")),
+            request_timeout=parse_duration(e.get("STOKER_REQUEST_TIMEOUT", "30s")),
+            start_timeout=_duration_or_none(e.get("STOKER_START_TIMEOUT", "10m")),
+            stall_after=parse_duration(e.get("STOKER_STALL_AFTER", "60s")),
             identity=e.get("STOKER_IDENTITY", e.get("HOSTNAME", "stoker-operator")),
         )

@@ -1,7 +1,7 @@
 """One scheduler for every delay: a heap keyed by due time.
 
 10,000 Scheduled jobs cost 10,000 heap entries, not 10,000 sleeping tasks or polling timers:
-the reconciler sleeps until the earliest due time and then wakes exactly the objects that are due.
+the loop sleeps until the earliest due time and then wakes exactly the objects that are due.
 """
 
 from __future__ import annotations

@@ -23,14 +23,16 @@ def test_a_standby_waits_for_the_lease_then_takes_over(
     standby = Operator(cluster, tmp_path / "standby.log", env={"STOKER_IDENTITY": "standby"})
     standby.start(wait=False)
     try:
-        time.sleep(5)
-        # Still a follower: alive, but its startup waits for the Lease, so it serves nothing.
-        assert standby.proc is not None and standby.proc.poll() is None
-        assert not standby.serving()
+        # A follower serves its probes and metrics while it waits (a liveness probe must not
+        # kill it), and says it does not lead.
+        wait_for(standby.serving, 60, description="the standby's metrics endpoint")
+        wait_for(lambda: standby.healthz() == 200, 60, description="the standby's /healthz")
+        time.sleep(3)
+        assert "\nstoker_leader 0.0" in standby.metrics()
         assert lease_holder(cluster) == "stoker-test"
 
         operator.kill()  # the leader dies without releasing the Lease
-        wait_for(standby.serving, 60, description="the standby taking the lead")
+        wait_for(standby.leading, 60, description="the standby taking the lead")
         assert lease_holder(cluster) == "standby"
         jobs.create("after-failover", job_spec())
         assert jobs.wait_phase("after-failover", "Succeeded")["attempt"] == 1

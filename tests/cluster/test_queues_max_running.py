@@ -39,7 +39,7 @@ from harness import Cluster, create_namespace
 from operator_process import Operator
 
 MAX_RUNNING = 2
-TESTS_IN_MODULE = 2
+TESTS_IN_MODULE = 4  # namespaces: one per test, two for the fairness test
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +153,23 @@ def test_a_capped_high_priority_queue_does_not_starve_a_lower_one(limited_jobs: 
     )
     # Capped jobs waited because of their queue, not the global limit.
     assert ("Enqueued", "QueueFull") in reasons_seen(bgjs, "cap-2")
+
+
+def test_a_namespace_with_top_priority_jobs_cannot_starve_another(
+    namespace_pool: list[str],
+    api: kubernetes.client.CustomObjectsApi,
+    core: kubernetes.client.CoreV1Api,
+) -> None:
+    """Priorities order jobs within a namespace only: the next slot of the operator-wide limit
+    goes to the namespace with the fewest running jobs."""
+    greedy, modest = (Jobs(api, core, namespace_pool.pop(0)) for _ in range(2))
+    top = [f"top-{i}" for i in range(6)]
+    for name in top:
+        greedy.create(name, job_spec(sim={"duration": "6s"}, priority=2**31 - 1))
+    wait_enqueued(greedy, top[MAX_RUNNING:], "MaxRunning")
+    modest.create("humble", job_spec(sim={"duration": "1s"}, priority=-(2**31)))
+    modest.wait_phase("humble", "Succeeded", timeout=60)
+    # It started at the first free slot: while most of the greedy namespace still waited.
+    waiting = [n for n in top if greedy.status(n).get("phase") == "Enqueued"]
+    assert len(waiting) >= len(top) - MAX_RUNNING - 2, waiting
+    wait_succeeded(greedy, top)

@@ -685,31 +685,22 @@ def test_logs_without_a_pod_is_one_line_and_exit_1(
 # ---------------------------------------------------------------- operator
 
 
-def test_operator_runs_kopf_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
-    import kopf
+def test_operator_runs_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    import stoker.main
 
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(kopf, "run", lambda **kwargs: calls.append(kwargs))
-    monkeypatch.setenv("STOKER_HEALTH_PORT", "18081")
-    monkeypatch.delenv("STOKER_NAMESPACES", raising=False)
+    calls: list[str] = []
+    monkeypatch.setattr(stoker.main, "run_operator", lambda: calls.append("run"))
     result = run("operator", "--log-level", "warning")
     assert result.exit_code == 0, result.output
-    assert calls == [
-        {
-            "standalone": True,
-            "clusterwide": True,
-            "namespaces": (),
-            "liveness_endpoint": "http://0.0.0.0:18081/healthz",
-        }
-    ]
+    assert calls == ["run"]
 
 
 def test_a_crashing_operator_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    import kopf
+    import stoker.main
 
-    def crash(**_: Any) -> None:
+    def crash() -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(kopf, "run", crash)
+    monkeypatch.setattr(stoker.main, "run_operator", crash)
     result = run("operator")
     assert isinstance(result.exception, RuntimeError)

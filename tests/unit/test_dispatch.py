@@ -437,10 +437,40 @@ def test_fifo_within_queue_and_priority(world: World) -> None:
 
 
 @given(worlds())
-def test_start_list_is_in_dispatch_order(world: World) -> None:
+def test_start_list_is_in_dispatch_order_within_each_namespace(world: World) -> None:
     result = select(*world)
-    keys = [order_key(c, world[1]) for c in result.start]
-    assert keys == sorted(keys)
+    for ns in {c.namespace for c in result.start}:
+        keys = [order_key(c, world[1]) for c in result.start if c.namespace == ns]
+        assert keys == sorted(keys)
+
+
+@given(worlds())
+def test_no_namespace_gets_more_than_its_fair_share_of_the_global_limit(world: World) -> None:
+    """Max-min fairness: a namespace that started a job ends with at most one Running job
+    more than any namespace left waiting for the operator-wide limit, whatever priorities
+    either gives its jobs."""
+    _, queues, _, _, _ = world
+    result = select(*world)
+    after: Counter[str] = Counter()
+    for state in queues.values():
+        after[state.namespace] += state.running
+    for c in result.start:
+        after[c.namespace] += 1
+    starved = {ns for (ns, _), w in result.waiting.items() if w.reason == MAX_RUNNING}
+    for ns in {c.namespace for c in result.start}:
+        for other in starved:
+            assert after[ns] <= after[other] + 1, (ns, other, after)
+
+
+def test_a_namespace_with_top_priority_jobs_cannot_starve_another() -> None:
+    greedy = [
+        Candidate("a", f"a{i}", "default", 2**31 - 1, T0 + timedelta(seconds=i)) for i in range(10)
+    ]
+    modest = Candidate("b", "b0", "default", 0, T0 + timedelta(minutes=5))
+    queues = {("a", "default"): QueueState("a", "default", exists=False, running=1)}
+    result = select([*greedy, modest], queues, 1, 2, frozenset())
+    assert [(c.namespace, c.name) for c in result.start] == [("b", "b0")]
+    assert result.waiting["a", "a0"].reason == MAX_RUNNING
 
 
 @given(worlds(), st.randoms())

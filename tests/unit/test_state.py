@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stoker.state import Store
+from stoker.state import Kind, Store
 
 
 def body(name: str, rv: str, uid: str = "u1", **extra: Any) -> dict[str, Any]:
@@ -23,34 +23,34 @@ def body(name: str, rv: str, uid: str = "u1", **extra: Any) -> dict[str, Any]:
 
 def test_an_older_version_never_replaces_a_newer_one() -> None:
     store = Store()
-    assert store.put("bgj", body("a", "5"))
-    assert not store.put("bgj", body("a", "4"))
-    assert not store.put("bgj", body("a", "5"))
-    assert store.put("bgj", body("a", "6"))
+    assert store.put(Kind.JOB, body("a", "5"))
+    assert not store.put(Kind.JOB, body("a", "4"))
+    assert not store.put(Kind.JOB, body("a", "5"))
+    assert store.put(Kind.JOB, body("a", "6"))
     assert store.jobs["ns", "a"]["metadata"]["resourceVersion"] == "6"
 
 
 def test_a_recreated_object_replaces_the_old_one_whatever_its_version() -> None:
     store = Store()
-    store.put("bgj", body("a", "9", uid="old"))
-    assert store.put("bgj", body("a", "3", uid="new"))
+    store.put(Kind.JOB, body("a", "9", uid="old"))
+    assert store.put(Kind.JOB, body("a", "3", uid="new"))
 
 
 def test_managed_fields_are_not_kept_and_the_event_body_is_not_touched() -> None:
     store = Store()
     event_body = body("a", "1")
-    store.put("bgj", event_body)
+    store.put(Kind.JOB, event_body)
     assert "managedFields" not in store.jobs["ns", "a"]["metadata"]
     assert "managedFields" in event_body["metadata"]
 
 
 def test_continuations_are_indexed_by_parent_and_forgotten_on_delete() -> None:
     store = Store()
-    store.put("bgj", body("child", "1"))
+    store.put(Kind.JOB, body("child", "1"))
     assert store.children["ns", "parent"] == {("ns", "child")}
-    assert store.remove("bgj", body("child", "2"))
+    assert store.remove(Kind.JOB, body("child", "2"))
     assert store.children["ns", "parent"] == set()
 
 
 def test_namespaces_outside_the_served_set_are_ignored() -> None:
-    assert not Store(namespaces=("shop",)).put("bgj", body("a", "1"))
+    assert not Store(namespaces=("shop",)).put(Kind.JOB, body("a", "1"))

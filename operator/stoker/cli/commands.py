@@ -30,7 +30,6 @@ from stoker.cli import describe, stats, tables
 from stoker.cli.cluster import CommandError, Target, not_found, one_line
 from stoker.cli.kinds import Kind
 from stoker.client import AfterCondition, Client, JobOptions
-from stoker.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 PHASES = ("Awaiting", "Scheduled", "Enqueued", "Running", "Succeeded", "Failed")
@@ -808,9 +807,7 @@ def resume(ctx: click.Context, kind: Kind, names: tuple[str, ...]) -> None:
 @click.option("--log-level", default="info", help="debug, info, warning or error.")
 def operator(log_level: str) -> None:
     """Run the operator (settings from STOKER_* variables)."""
-    import kopf
-
-    import stoker.main  # noqa: F401  (registers the handlers)
+    import stoker.main  # registers the handlers
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper()),
@@ -818,13 +815,7 @@ def operator(log_level: str) -> None:
     )
     # Kopf logs every handler call at INFO: one line per watch event is noise at our volume.
     logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.root.level))
-    settings = Settings.from_env()
-    kopf.run(
-        standalone=True,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
-    )
+    stoker.main.run_operator()
 
 
 @cli.command("crds")

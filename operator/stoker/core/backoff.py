@@ -107,3 +107,24 @@ def _unit_interval(seed: str, retry_number: int) -> float:
     # 53 bits convert to a float exactly, so the fraction can never round up to 1.0.
     fraction = (int.from_bytes(digest[:8], "big") >> 11) / 2.0**53
     return 2.0 * fraction - 1.0
+
+
+# Failures of the operator's own work on one object (an API call refused, a timeout): retried
+# from about a second up to five minutes, so a persistent fault costs one request per object
+# every five minutes instead of a flat loop that eats the write budget of every namespace.
+ERROR_INITIAL = timedelta(seconds=1)
+ERROR_MAX = timedelta(minutes=5)
+ERROR_JITTER = 0.2
+
+
+def error_delay(failures: int, seed: str, retry_after: timedelta | None = None) -> timedelta:
+    """The wait after the `failures`-th consecutive failure of the work on one object:
+    exponential from ERROR_INITIAL, capped at ERROR_MAX, +/- ERROR_JITTER; never shorter
+    than the server's Retry-After."""
+    if failures < 1:
+        raise ValueError(f"failures must be >= 1, got {failures}")
+    base = _capped_exponential(
+        ERROR_INITIAL.total_seconds(), 2.0, failures - 1, ERROR_MAX.total_seconds()
+    )
+    delay = timedelta(seconds=base * (1.0 + ERROR_JITTER * _unit_interval(seed, failures)))
+    return max(delay, retry_after) if retry_after is not None else delay

@@ -9,6 +9,11 @@ A job blocked by something of its own (its queue is missing, suspended or full, 
 held) is passed over without taking a slot, so it holds back neither later jobs of its queue
 nor lower-priority queues. Only the operator-wide limit stops everything after it.
 
+Fairness between namespaces: priorities order jobs only within their namespace. The next
+start goes to the namespace with the fewest Running jobs (ties: the one whose next job has
+waited longest), so under `maxRunning` no namespace can starve another, whatever priorities
+it gives its jobs: max-min fair shares of the operator-wide limit, with no state to keep.
+
 Running counts: the caller builds `queues` with `queue_states`, which gives an entry to every
 JobQueue object and to every queue that has Running jobs, object or not. A queue without an
 entry therefore has no object and nothing running; `queue_for` turns a missing or object-less
@@ -17,6 +22,7 @@ entry therefore has no object and nothing running; `queue_for` turns a missing o
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
@@ -125,7 +131,7 @@ def select(
     O(n log n) in the number of candidates.
     """
     resolved: dict[Key, QueueState] = {}
-    entries: list[tuple[tuple[int, int, datetime, str, str, str], Candidate]] = []
+    lines: dict[str, list[tuple[tuple[int, int, datetime, str, str], Candidate]]] = {}
     seen: set[Key] = set()
     for job in candidates:
         job_key = (job.namespace, job.name)
@@ -136,9 +142,17 @@ def select(
         if queue_key not in resolved:
             resolved[queue_key] = queue_for(job.namespace, job.queue, queues)
         queue = resolved[queue_key]
-        order = (-queue.priority, -job.priority, job.ready_at, job.namespace, job.queue, job.name)
-        entries.append((order, job))
-    entries.sort(key=lambda entry: entry[0])
+        order = (-queue.priority, -job.priority, job.ready_at, job.queue, job.name)
+        lines.setdefault(job.namespace, []).append((order, job))
+    running_in_namespace: Counter[str] = Counter()
+    for state in queues.values():
+        running_in_namespace[state.namespace] += state.running
+    # Each namespace's line in its own order, consumed from the end.
+    for line in lines.values():
+        line.sort(key=lambda entry: entry[0], reverse=True)
+    # (running in the namespace, ready time of its next job, namespace): the fewest first.
+    turns = [(running_in_namespace[ns], line[-1][0][2], ns) for ns, line in lines.items()]
+    heapq.heapify(turns)
 
     started_in_queue: Counter[Key] = Counter()
     taken_keys: set[Key] = set()
@@ -148,35 +162,62 @@ def select(
     max_waiting = Waiting(
         MAX_RUNNING, f"the operator-wide limit is reached (maxRunning {max_running})"
     )
-    for _, job in entries:
-        queue_key = (job.namespace, job.queue)
-        queue = resolved[queue_key]
-        running_in_queue = queue.running + started_in_queue[queue_key]
-        concurrency_key = (
-            (job.namespace, job.concurrency_key) if job.concurrency_key is not None else None
-        )
-        blocked = queue_waiting[queue_key]
-        if blocked is not None and (
-            blocked.reason != QUEUE_FULL or running_in_queue >= (queue.concurrency or 0)
-        ):
-            waiting = blocked
-        elif concurrency_key is not None and (
-            concurrency_key in held_keys or concurrency_key in taken_keys
-        ):
-            waiting = Waiting(
-                CONCURRENCY_KEY_HELD,
-                f"another job with concurrencyKey {job.concurrency_key} is running",
-            )
-        elif max_running is not None and running_total + len(result.start) >= max_running:
-            waiting = max_waiting
-        else:
+    while turns:
+        running, _, ns = heapq.heappop(turns)
+        line = lines[ns]
+        # The namespace's next job that can start; those blocked by their own queue or key
+        # are explained and passed over without using the namespace's turn.
+        while line:
+            _, job = line.pop()
+            waiting = _own_block(job, resolved, queue_waiting, started_in_queue, held_keys)
+            if waiting is None and concurrency_taken(job, taken_keys):
+                waiting = _key_waiting(job)
+            if waiting is not None:
+                result.waiting[job.namespace, job.name] = waiting
+                continue
+            if max_running is not None and running_total + len(result.start) >= max_running:
+                result.waiting[job.namespace, job.name] = max_waiting
+                continue
             result.start.append(job)
             started_in_queue[job.namespace, job.queue] += 1
-            if concurrency_key is not None:
-                taken_keys.add(concurrency_key)
-            continue
-        result.waiting[job.namespace, job.name] = waiting
+            if job.concurrency_key is not None:
+                taken_keys.add((job.namespace, job.concurrency_key))
+            if line:
+                heapq.heappush(turns, (running + 1, line[-1][0][2], ns))
+            break
     return result
+
+
+def concurrency_taken(job: Candidate, taken_keys: AbstractSet[Key]) -> bool:
+    return job.concurrency_key is not None and (job.namespace, job.concurrency_key) in taken_keys
+
+
+def _key_waiting(job: Candidate) -> Waiting:
+    return Waiting(
+        CONCURRENCY_KEY_HELD, f"another job with concurrencyKey {job.concurrency_key} is running"
+    )
+
+
+def _own_block(
+    job: Candidate,
+    resolved: Mapping[Key, QueueState],
+    queue_waiting: Mapping[Key, Waiting | None],
+    started_in_queue: Mapping[Key, int],
+    held_keys: AbstractSet[Key],
+) -> Waiting | None:
+    """What of the job's own holds it back: its queue (missing, suspended, full) or its
+    concurrency key held by a Running job."""
+    queue_key = (job.namespace, job.queue)
+    queue = resolved[queue_key]
+    blocked = queue_waiting[queue_key]
+    running_in_queue = queue.running + started_in_queue.get(queue_key, 0)
+    if blocked is not None and (
+        blocked.reason != QUEUE_FULL or running_in_queue >= (queue.concurrency or 0)
+    ):
+        return blocked
+    if job.concurrency_key is not None and (job.namespace, job.concurrency_key) in held_keys:
+        return _key_waiting(job)
+    return None
 
 
 def _queue_waiting(queue: QueueState) -> Waiting | None:

@@ -1,6 +1,6 @@
 """The BackgroundJob phase machine: given a job, its pods, its parents and `now`, what next.
 
-Pure: no I/O, no clock reads. The reconciler feeds it what the API server holds and carries out
+Pure: no I/O, no clock reads. The loop feeds it what the API server holds and carries out
 the returned Plan (status write, wake-up, events). Everything is derived from current state
 (the job's status plus its pods, which are kept until the job goes), so a restarted operator
 computes the same plan and never runs an attempt twice: pod names are deterministic per attempt.
@@ -39,6 +39,9 @@ from stoker.core.objects import ObjectView
 
 HISTORY_LIMIT = 20
 MESSAGE_LIMIT = 1024
+# Reasons of an attempt whose pod did not run within its start deadline (Kueue's
+# waitForPodsReady): never placed by the scheduler, or placed but never started.
+START_FAILURES = frozenset({"Unschedulable", "StartTimeout"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class PodView:
     exit_code: int | None = None
     reason: str | None = None
     message: str | None = None
+    created_at: datetime | None = None
+    # The scheduler's word when it could not place the pod (PodScheduled=False, Unschedulable).
+    unschedulable: str | None = None
 
     @property
     def terminated(self) -> bool:
@@ -88,6 +94,8 @@ class Plan:
     ready_since: datetime | None = None
     wake_at: datetime | None = None
     delete_job: bool = False
+    # Pods of attempts this plan ended before they ran (start deadline): they must not start late.
+    delete_pods: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     # What happened in this step, for metrics (counted once the status write succeeded).
     finished_attempts: list[AttemptRecord] = field(default_factory=list)
@@ -122,6 +130,14 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
     started = [_parse_time(t.get("startedAt")) for t in terminated if t.get("startedAt")]
     finished = [_parse_time(t.get("finishedAt")) for t in terminated if t.get("finishedAt")]
     message = (chosen or {}).get("message") or status.get("message")
+    unschedulable = next(
+        (
+            c.get("message") or "the pod cannot be scheduled"
+            for c in status.get("conditions") or []
+            if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+        ),
+        None,
+    )
     return PodView(
         name=meta["name"],
         attempt=int(meta.get("labels", {}).get(LABEL_ATTEMPT, "0")),
@@ -131,6 +147,8 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         exit_code=(chosen or {}).get("exitCode"),
         reason=status.get("reason") or (chosen or {}).get("reason"),
         message=message.strip()[:MESSAGE_LIMIT] if message else None,
+        created_at=_parse_time(meta.get("creationTimestamp")),
+        unschedulable=unschedulable[:MESSAGE_LIMIT] if unschedulable else None,
     )
 
 
@@ -196,6 +214,8 @@ def _record(pod: PodView, now: datetime) -> AttemptRecord:
 def _failure_text(rec: AttemptRecord, spec: BackgroundJobSpec) -> str:
     if rec.reason == "DeadlineExceeded" and spec.timeout:
         return f"exceeded its {spec.timeout} deadline"
+    if rec.reason in START_FAILURES:
+        return f"did not start in time ({rec.reason}: {rec.message})"
     if rec.exit_code is not None:
         return f"failed with exit code {rec.exit_code}"
     return f"failed ({rec.reason})"
@@ -268,8 +288,11 @@ def decide(
     now: datetime,
     default_ttl: timedelta | None = None,
     cycle: Sequence[str] = (),
+    start_timeout: timedelta | None = None,
 ) -> Plan:
-    """`cycle`: a chain of `after` references from this job back to itself, if one exists."""
+    """`cycle`: a chain of `after` references from this job back to itself, if one exists.
+    `start_timeout`: how long a pod may take to start running when the job has no `timeout`
+    (which is then its start deadline too); None = no limit."""
     status = job.status.model_copy(deep=True)
     status.observed_generation = job.generation
     plan = Plan(status=status)
@@ -326,7 +349,15 @@ def decide(
     del status.attempts[:-HISTORY_LIMIT]
 
     pod = by_attempt.get(current)
+    if pod is not None and not pod.terminated and current in recorded:
+        # Ended by an earlier decision (start deadline) while its pod was still there.
+        plan.delete_pods.append(pod.name)
+        return _after_attempt(job, plan, pod, run_start, now, default_ttl)
     if pod is not None and not pod.terminated:
+        expires = _start_expiry(pod, spec, start_timeout)
+        if expires is not None and expires <= now:
+            return _start_failed(job, plan, pod, run_start, now, default_ttl)
+        plan.wake_at = expires
         status.next_attempt_at = None
         status.started_at = status.started_at or pod.started_at
         _set(
@@ -340,7 +371,7 @@ def decide(
     if pod is not None and current >= run_start:
         return _after_attempt(job, plan, pod, run_start, now, default_ttl)
 
-    if status.phase == "Running" and current >= run_start:
+    if status.phase == "Running" and current >= run_start and current not in recorded:
         # The pod of a running attempt is gone without an outcome (deleted, evicted, node lost).
         lost = PodView(
             name=pod_name(job.name, current),
@@ -404,6 +435,42 @@ def _after_attempt(
     status.next_attempt_at = due
     _set(status, "Scheduled", "Retrying", f"{what}; next attempt at {rfc3339(due)}")
     return _when_due(job, plan, due, pod.attempt + 1, now)
+
+
+def _start_expiry(
+    pod: PodView, spec: BackgroundJobSpec, default: timedelta | None
+) -> datetime | None:
+    """When a pod that has not started running gives up: the job's timeout counted from the pod's
+    creation (activeDeadlineSeconds counts only from a start that may never happen), else the
+    operator-wide start timeout. None once it runs, or when nothing limits it."""
+    if pod.phase != "Pending" or pod.created_at is None:
+        return None
+    limit = parse_duration(spec.timeout) if spec.timeout else default
+    return None if limit is None else pod.created_at + limit
+
+
+def _start_failed(
+    job: JobView,
+    plan: Plan,
+    pod: PodView,
+    run_start: int,
+    now: datetime,
+    default_ttl: timedelta | None,
+) -> Plan:
+    """End an attempt whose pod did not start in time, free its slot, follow the retry policy."""
+    rec = AttemptRecord(
+        attempt=pod.attempt,
+        pod=pod.name,
+        finished_at=now,
+        result="Failed",
+        reason="Unschedulable" if pod.unschedulable else "StartTimeout",
+        message=pod.unschedulable or "the pod was not running by its start deadline",
+    )
+    plan.status.attempts.append(rec)
+    del plan.status.attempts[:-HISTORY_LIMIT]
+    plan.finished_attempts.append(rec)
+    plan.delete_pods.append(pod.name)
+    return _after_attempt(job, plan, pod, run_start, now, default_ttl)
 
 
 def _before_attempt(

@@ -23,7 +23,14 @@ ENV_JOB_NAME = "STOKER_JOB_NAME"
 ENV_ATTEMPT = "STOKER_ATTEMPT"
 
 
-def build_pod(job: JobView, attempt: int) -> dict[str, Any]:
+def fallback_pod_name(job: JobView, attempt: int) -> str:
+    """The attempt's pod name when its usual one is taken by a pod of an earlier job of the
+    same name (orphaned by `kubectl delete --cascade=orphan`): still deterministic, so a
+    restarted operator finds it by its labels and never makes a second one."""
+    return f"{pod_name(job.name, attempt)}-{job.uid[:8]}"
+
+
+def build_pod(job: JobView, attempt: int, name: str | None = None) -> dict[str, Any]:
     spec = job.spec
     template = spec.template
     if template is None:  # the phase machine keeps such a job waiting (NoPodTemplate)
@@ -63,7 +70,7 @@ def build_pod(job: JobView, attempt: int) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name(job.name, attempt),
+            "name": name or pod_name(job.name, attempt),
             "namespace": job.namespace,
             "labels": labels,
             "annotations": dict(template.metadata.annotations),

@@ -1,6 +1,6 @@
 """What a RecurringJob does now: which jobs to create and delete, what its status says.
 
-Pure: the reconciler passes the RecurringJob, the jobs it owns and `now`. Job names come from
+Pure: the loop passes the RecurringJob, the jobs it owns and `now`. Job names come from
 the slot time (or the trigger token), so a restarted operator that repeats a decision meets
 AlreadyExists instead of running a slot twice. `status.handledUntil` records how far slots
 have been handled; slots missed while the operator was down are judged by misfirePolicy.

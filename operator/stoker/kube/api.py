@@ -1,8 +1,10 @@
 """The only place that talks to the API server.
 
 Idempotent by design: AlreadyExists and NotFound are normal outcomes, not errors. Every write
-goes through one client-side rate limiter (QPS/burst settings) and is counted in
-`stoker_api_writes_total`, so the write budget per job can be measured.
+goes through one client-side rate limiter (QPS/burst settings), is counted in
+`stoker_api_writes_total` (so the write budget per job can be measured) and passes the leader
+fence first. Every request has a timeout. Lists are paged, and cluster-wide only when the
+operator serves every namespace (a namespaced install has no cluster-wide read rights).
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from stoker import __version__
 from stoker.api.models import GROUP, VERSION
+from stoker.kube.leader import Fence
 from stoker.metrics import API_WRITES
 from stoker.settings import Settings
 
@@ -50,51 +54,88 @@ class RateLimiter:
             self._tokens -= 1
 
 
-async def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+def user_agent(identity: str) -> str:
+    """Names the replica, so that two operators can be told apart in the audit log."""
+    return f"{USER_AGENT} ({identity})"
+
+
+async def new_api_client(identity: str, kubeconfig: str | None = None) -> client.ApiClient:
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
         api = client.ApiClient()
     except config.ConfigException:
         api = await config.new_client_from_config(config_file=kubeconfig)
-    api.user_agent = USER_AGENT
+    api.user_agent = user_agent(identity)
     return api
 
 
+class Listing:
+    """The objects of one list (all its pages) and the resourceVersion it was taken at."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.version = 0
+
+
 class Kube:
-    def __init__(self, api: client.ApiClient, settings: Settings) -> None:
+    def __init__(self, api: client.ApiClient, settings: Settings, fence: Fence | None = None):
         self.api = api
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.limiter = RateLimiter(settings.api_qps, settings.api_burst)
+        self.namespaces = settings.namespaces
+        self.timeout = settings.request_timeout.total_seconds()
+        # None: no leader election (a single replica by configuration).
+        self.fence = fence
 
     async def _write(self, verb: str, resource: str, call: Callable[[], Awaitable[T]]) -> T:
         await self.limiter.acquire()
+        if self.fence is not None:
+            self.fence.check()  # after the limiter's wait: the lease may have lapsed meanwhile
         API_WRITES.labels(verb=verb, resource=resource).inc()
         return await call()
 
     # ------------------------------------------------------------------ reads
 
-    async def list_all(
-        self, plural: str, label_selector: str = ""
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Every object of a kind (pods when plural == "pods"), paged, across namespaces."""
+    async def list_all(self, plural: str, label_selector: str = "") -> Listing:
+        """Every object of a kind (pods when plural == "pods") the operator serves, paged: one
+        list across namespaces, or one per served namespace."""
+        listing = Listing()
+        for namespace in self.namespaces or (None,):
+            version = await self._list(plural, label_selector, namespace, listing.items)
+            # Compared with held objects to find deletions the watch missed: the oldest wins.
+            listing.version = version if not listing.version else min(listing.version, version)
+        return listing
+
+    async def _list(
+        self, plural: str, label_selector: str, namespace: str | None, into: list[dict[str, Any]]
+    ) -> int:
         cont: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"limit": PAGE_SIZE, "label_selector": label_selector}
+            kwargs: dict[str, Any] = {
+                "limit": PAGE_SIZE,
+                "label_selector": label_selector,
+                "_request_timeout": self.timeout,
+                "_preload_content": False,
+            }
             if cont:
                 kwargs["_continue"] = cont
-            if plural == "pods":
-                raw = self.core.list_pod_for_all_namespaces(**kwargs, _preload_content=False)
-                page = await _json(raw)
+            if plural == "pods" and namespace is None:
+                call = self.core.list_pod_for_all_namespaces(**kwargs)
+            elif namespace is None:
+                call = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
+            elif plural == "pods":
+                call = self.core.list_namespaced_pod(namespace, **kwargs)
             else:
-                page = await self.custom.list_cluster_custom_object(
-                    GROUP, VERSION, plural, **kwargs
+                call = self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, **kwargs
                 )
-            for item in page.get("items", []):
-                yield item
-            cont = (page.get("metadata") or {}).get("continue")
+            page = await _json(call)
+            into.extend(page.get("items", []))
+            meta = page.get("metadata") or {}
+            cont = meta.get("continue")
             if not cont:
-                return
+                return int(meta.get("resourceVersion") or 0)
 
     # ------------------------------------------------------------------ writes
 
@@ -114,6 +155,7 @@ class Kube:
                     name,
                     {"status": dict(status)},
                     _content_type=MERGE_PATCH,  # type: ignore[call-arg]  # CRDs take no SMP
+                    _request_timeout=self.timeout,
                 ),
             )
             return result
@@ -129,7 +171,7 @@ class Kube:
                 "create",
                 plural,
                 lambda: self.custom.create_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, dict(body)
+                    GROUP, VERSION, namespace, plural, dict(body), _request_timeout=self.timeout
                 ),
             )
             return True
@@ -152,7 +194,13 @@ class Kube:
                 "delete",
                 plural,
                 lambda: self.custom.delete_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, name, body=body
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
+                    body=body,
+                    _request_timeout=self.timeout,
                 ),
             )
         except ApiException as e:
@@ -171,7 +219,10 @@ class Kube:
                 "pods",
                 lambda: _json(
                     self.core.create_namespaced_pod(
-                        namespace, cast(Any, dict(body)), _preload_content=False
+                        namespace,
+                        cast(Any, dict(body)),
+                        _preload_content=False,
+                        _request_timeout=self.timeout,
                     )
                 ),
             )
@@ -179,8 +230,26 @@ class Kube:
         except ApiException as e:
             if e.status != 409:
                 raise
-        existing = self.core.read_namespaced_pod(name, namespace, _preload_content=False)
+        existing = self.core.read_namespaced_pod(
+            name, namespace, _preload_content=False, _request_timeout=self.timeout
+        )
         return await _json(existing), False
+
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        """Delete one attempt's pod (gone already is fine); the uid precondition spares a
+        newer pod of the same name."""
+        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        try:
+            await self._write(
+                "delete",
+                "pods",
+                lambda: self.core.delete_namespaced_pod(
+                    name, namespace, body=body, _request_timeout=self.timeout
+                ),
+            )
+        except ApiException as e:
+            if e.status not in (404, 409):
+                raise
 
     async def post_event(
         self, involved: Mapping[str, Any], type_: str, reason: str, message: str, now_text: str
@@ -210,23 +279,25 @@ class Kube:
             await self._write(
                 "create",
                 "events",
-                lambda: self.core.create_namespaced_event(meta["namespace"], cast(Any, event)),
+                lambda: self.core.create_namespaced_event(
+                    meta["namespace"], cast(Any, event), _request_timeout=self.timeout
+                ),
             )
-        except ApiException as e:
+        except (ApiException, OSError, TimeoutError, aiohttp.ClientError) as e:
             # An Event is a courtesy: losing one must never stall a job.
             log.warning(
                 "event %s on %s/%s not posted: %s",
                 reason,
                 meta["namespace"],
                 meta["name"],
-                e.reason,
+                getattr(e, "reason", None) or e,
             )
 
 
 async def _json(call: Awaitable[Any]) -> dict[str, Any]:
     """The body of a core API call made with _preload_content=False, as plain JSON.
 
-    The generated client would build typed model objects from every pod and the reconciler
+    The generated client would build typed model objects from every pod and the loop
     would turn them back into dicts: pure-Python work on the event loop for each attempt.
     Without preloading, the client also leaves the status check to us.
     """

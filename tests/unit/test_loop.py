@@ -1,15 +1,17 @@
-"""The reconciler's shell logic against an in-memory API: no cluster, the clock injected."""
+"""The reconcile loop and its handlers against an in-memory API: no cluster, the clock injected."""
 
 from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stoker.reconciler import Reconciler
+from stoker.kube.api import Listing
+from stoker.loop import Loop
 from stoker.settings import Settings
+from stoker.state import Kind
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -36,12 +38,16 @@ class FakeKube:
         self.objects[plural, meta["namespace"], meta["name"]] = body
         return self._bump(body)
 
-    async def list_all(
-        self, plural: str, label_selector: str = ""
-    ) -> AsyncIterator[dict[str, Any]]:
-        for (p, _, _), body in list(self.objects.items()):
-            if p == plural:
-                yield copy.deepcopy(body)
+    async def list_all(self, plural: str, label_selector: str = "") -> Listing:
+        listing = Listing()
+        source = (
+            self.pods.values()
+            if plural == "pods"
+            else [body for (p, _, _), body in self.objects.items() if p == plural]
+        )
+        listing.items = [copy.deepcopy(body) for body in source]
+        listing.version = next(self._rv)
+        return listing
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
@@ -85,6 +91,10 @@ class FakeKube:
         self.writes.append(("create", "events"))
         self.events.append((involved["metadata"]["name"], reason))
 
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        self.writes.append(("delete", "pods"))
+        self.pods.pop((namespace, name), None)
+
     def finish_pod(self, namespace: str, name: str, exit_code: int = 0) -> dict[str, Any]:
         pod = self.pods[namespace, name]
         pod["status"] = {
@@ -121,22 +131,22 @@ class Clock:
         return self.now
 
 
-async def settle(r: Reconciler, passes: int = 5) -> None:
+async def settle(r: Loop, passes: int = 5) -> None:
     """Run passes over whatever is dirty or due, as the loop would."""
     for _ in range(passes):
         keys = r.dirty | set(r.wakeups.pop_due(r.clock()))
         r.dirty = set()
         if not keys:
             return
-        await r.run_pass(keys)
+        await r.step(keys)
 
 
 def phase(kube: FakeKube, name: str) -> str | None:
     return (kube.objects["backgroundjobs", "ns", name].get("status") or {}).get("phase")
 
 
-async def make(kube: FakeKube, clock: Clock, **settings: Any) -> Reconciler:
-    r = Reconciler(kube, Settings(**settings), clock)  # type: ignore[arg-type]
+async def make(kube: FakeKube, clock: Clock, **settings: Any) -> Loop:
+    r = Loop(kube, Settings(**settings), clock)  # type: ignore[arg-type]
     await r.prime()
     return r
 
@@ -248,7 +258,7 @@ async def test_a_waiting_job_still_reports_a_spec_change() -> None:
     b = kube.objects["backgroundjobs", "ns", "b"]
     b["spec"]["priority"] = 5
     b["metadata"]["generation"] = 2
-    r.on_object("bgj", "MODIFIED", kube._bump(b))
+    r.on_object(Kind.JOB, "MODIFIED", kube._bump(b))
     await settle(r)
     status = kube.objects["backgroundjobs", "ns", "b"]["status"]
     assert (status["reason"], status["observedGeneration"]) == ("QueueFull", 2)

@@ -1,0 +1,352 @@
+"""One object's failure is confined to it: backoff, Events, a loop that cannot die, ghosts
+dropped after a relist, pod name conflicts, start deadlines, the leader fence."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from kubernetes_asyncio.client.exceptions import ApiException
+from test_lifecycle import T0, job
+from test_loop import Clock, FakeKube, make, phase, settle
+from test_loop import job as job_body
+
+from stoker.core.backoff import ERROR_MAX, error_delay
+from stoker.core.lifecycle import PodView, decide, pod_view
+from stoker.kube.leader import Fence, NotLeader
+from stoker.state import Kind
+
+
+def denied(status: int = 403, retry_after: str | None = None) -> ApiException:
+    error = ApiException(status=status, reason="Forbidden")
+    error.body = b'{"message": "denied by policy"}'
+    error.headers = {"Retry-After": retry_after} if retry_after else {}
+    return error
+
+
+class FlakyKube(FakeKube):
+    """FakeKube whose status writes to chosen objects fail until allowed again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deny: set[tuple[str, str]] = set()  # (plural, name)
+        self.deny_pods = 0
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        if (plural, name) in self.deny:
+            self.writes.append(("denied", f"{plural}/status"))
+            raise denied()
+        return await super().patch_status(plural, namespace, name, status)
+
+    async def create_pod(
+        self, namespace: str, body: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        if self.deny_pods:
+            self.deny_pods -= 1
+            raise denied(403)
+        return await super().create_pod(namespace, body)
+
+
+# ---------------------------------------------------------------- backoff
+
+
+def test_error_delay_doubles_from_a_second_up_to_five_minutes() -> None:
+    delays = [error_delay(n, "k") for n in range(1, 14)]
+    assert timedelta(seconds=0.8) <= delays[0] <= timedelta(seconds=1.2)
+    assert timedelta(seconds=3.2) <= delays[2] <= timedelta(seconds=4.8)
+    assert all(d <= ERROR_MAX * 1.2 for d in delays)
+    assert delays[-1] >= ERROR_MAX * 0.8
+
+
+def test_error_delay_honours_retry_after() -> None:
+    assert error_delay(1, "k", timedelta(seconds=30)) == timedelta(seconds=30)
+
+
+async def test_a_failing_status_write_is_confined_to_its_job_and_backs_off() -> None:
+    kube, clock = FlakyKube(), Clock()
+    kube.add("backgroundjobs", job_body("bad"))
+    kube.add("backgroundjobs", job_body("good"))
+    kube.deny.add(("backgroundjobs", "bad"))
+    r = await make(kube, clock)
+    await settle(r)
+    assert phase(kube, "good") == "Running"
+    key = (Kind.JOB, "ns", "bad")
+    assert r.failures[key] == 1
+    # Each wake-up that fails again waits about twice as long.
+    waits = []
+    for _ in range(5):
+        due = r.wakeups.next_due()
+        assert due is not None
+        waits.append((due - clock.now).total_seconds())
+        clock.now = due
+        await settle(r)
+    assert r.failures[key] == 6
+    assert all(b > a * 1.4 for a, b in itertools.pairwise(waits)), waits
+    # Warning Events on the 1st, 2nd and 4th failure in a row, not on every one.
+    await r.drain()
+    assert [reason for name, reason in kube.events if name == "bad"].count("ReconcileFailed") == 3
+    kube.deny.clear()
+    clock.now = r.wakeups.next_due() or clock.now
+    await settle(r)
+    assert phase(kube, "bad") == "Running"
+    assert key not in r.failures
+
+
+async def test_a_denied_queue_status_write_does_not_stop_the_loop() -> None:
+    kube, clock = FlakyKube(), Clock()
+    kube.add(
+        "jobqueues",
+        {"apiVersion": "stoker.dev/v1alpha1", "kind": "JobQueue",
+         "metadata": {"name": "q", "namespace": "ns"}, "spec": {}},
+    )  # fmt: skip
+    kube.deny.add(("jobqueues", "q"))
+    r = await make(kube, clock)
+    await settle(r)
+    assert r.failures[Kind.QUEUE, "ns", "q"] == 1
+    # A job created afterwards is served as usual.
+    r.on_object(Kind.JOB, "ADDED", kube.add("backgroundjobs", job_body("later", queue="q")))
+    await settle(r)
+    assert phase(kube, "later") == "Running"
+
+
+async def test_a_refused_pod_create_waits_with_its_reason_and_retries_with_backoff() -> None:
+    kube, clock = FlakyKube(), Clock()
+    kube.add("backgroundjobs", job_body("quota"))
+    kube.deny_pods = 2
+    r = await make(kube, clock)
+    await settle(r)
+    status = kube.objects["backgroundjobs", "ns", "quota"]["status"]
+    assert (status["phase"], status["reason"]) == ("Enqueued", "PodCreateFailed")
+    assert "denied by policy" in status["message"]
+    first = r.wakeups.next_due()
+    assert first is not None and (first - clock.now) <= timedelta(seconds=1.2)
+    clock.now = first
+    await settle(r)
+    second = r.wakeups.next_due()
+    assert second is not None and (second - clock.now) >= timedelta(seconds=1.6)
+    clock.now = second
+    await settle(r)
+    assert phase(kube, "quota") == "Running"
+    assert (Kind.JOB, "ns", "quota") not in r.failures
+
+
+# ---------------------------------------------------------------- ghosts
+
+
+async def test_a_job_deleted_while_the_watch_was_away_frees_its_slot_after_resync() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.add(
+        "jobqueues",
+        {"apiVersion": "stoker.dev/v1alpha1", "kind": "JobQueue",
+         "metadata": {"name": "q", "namespace": "ns"}, "spec": {"concurrency": 1}},
+    )  # fmt: skip
+    kube.add("backgroundjobs", job_body("a", queue="q"))
+    kube.add("backgroundjobs", job_body("b", queue="q"))
+    kube.objects["backgroundjobs", "ns", "b"]["metadata"]["creationTimestamp"] = (
+        "2026-11-21T10:00:01Z"
+    )
+    r = await make(kube, clock)
+    await settle(r)
+    assert (phase(kube, "a"), phase(kube, "b")) == ("Running", "Enqueued")
+    # Deleted behind the watch's back: no DELETED event ever comes.
+    del kube.objects["backgroundjobs", "ns", "a"]
+    del kube.pods["ns", "a-1"]
+    await settle(r)
+    assert phase(kube, "b") == "Enqueued"
+    await r.resync(Kind.JOB)
+    await r.resync(None)
+    await settle(r)
+    assert phase(kube, "b") == "Running"
+    assert ("ns", "a") not in r.store.jobs
+
+
+def test_resync_keeps_objects_newer_than_the_list() -> None:
+    from stoker.state import Store
+
+    store = Store()
+    for name, rv in (("old", "5"), ("new", "12")):
+        store.put(
+            Kind.JOB,
+            {"metadata": {"namespace": "ns", "name": name, "uid": name, "resourceVersion": rv}},
+        )
+    assert store.resync(Kind.JOB, [], list_version=10) == [("ns", "old")]
+    assert list(store.jobs) == [("ns", "new")]
+
+
+# ---------------------------------------------------------------- pod names
+
+
+async def test_a_pod_name_taken_by_an_orphan_of_an_earlier_job_uses_the_fallback_name() -> None:
+    kube, clock = FakeKube(), Clock()
+    orphan = {"metadata": {"name": "again-1", "namespace": "ns",
+                           "labels": {"stoker.dev/job-uid": "uid-of-the-old-one"}}}  # fmt: skip
+    kube.pods["ns", "again-1"] = orphan
+    kube.add("backgroundjobs", job_body("again"))
+    r = await make(kube, clock)
+    await settle(r)
+    assert phase(kube, "again") == "Running"
+    [ours] = [n for (_, n) in kube.pods if n.startswith("again-1-")]
+    assert ours == "again-1-uid-agai"
+    assert kube.objects["backgroundjobs", "ns", "again"]["status"]["message"].endswith(ours)
+
+
+# ---------------------------------------------------------------- queue templates
+
+
+async def test_a_job_without_template_waits_until_its_queue_has_one() -> None:
+    kube, clock = FakeKube(), Clock()
+    queue = {"apiVersion": "stoker.dev/v1alpha1", "kind": "JobQueue",
+             "metadata": {"name": "work", "namespace": "ns"}, "spec": {}}  # fmt: skip
+    kube.add("jobqueues", queue)
+    bare = job_body("bare", queue="work", task={"name": "t", "args": {"x": 1}})
+    del bare["spec"]["template"]
+    kube.add("backgroundjobs", bare)
+    r = await make(kube, clock)
+    await settle(r)
+    status = kube.objects["backgroundjobs", "ns", "bare"]["status"]
+    assert (status["phase"], status["reason"]) == ("Enqueued", "NoPodTemplate")
+    queue = kube.objects["jobqueues", "ns", "work"]
+    queue["spec"] = {"template": {"spec": {"containers": [{"name": "main", "image": "q:1"}]}}}
+    queue["metadata"]["generation"] = 2
+    r.on_object(Kind.QUEUE, "MODIFIED", kube._bump(queue))
+    await settle(r)
+    assert phase(kube, "bare") == "Running"
+    pod = kube.pods["ns", "bare-1"]
+    assert pod["spec"]["containers"][0]["image"] == "q:1"
+    assert "template" not in kube.objects["backgroundjobs", "ns", "bare"]["spec"]
+
+
+# ---------------------------------------------------------------- start deadline
+
+
+def pending(created: timedelta, unschedulable: str | None = None) -> PodView:
+    return PodView(
+        name="j-1", attempt=1, phase="Pending", created_at=T0 + created,
+        unschedulable=unschedulable,
+    )  # fmt: skip
+
+
+def test_a_pod_that_cannot_be_scheduled_ends_its_attempt_at_the_jobs_timeout() -> None:
+    view = job({"timeout": "20s", "retry": {"attempts": 1, "delays": ["5s"]}})
+    from test_lifecycle import run
+
+    running = run(view, 1)
+    early = decide(running, [pending(timedelta(0), "0/2 nodes are available")], {}, T0)
+    assert early.status.phase == "Running"
+    assert early.wake_at == T0 + timedelta(seconds=20)
+    now = T0 + timedelta(seconds=20)
+    plan = decide(running, [pending(timedelta(0), "0/2 nodes are available")], {}, now)
+    assert (plan.status.phase, plan.status.reason) == ("Scheduled", "Retrying")
+    [rec] = plan.status.attempts
+    assert (rec.result, rec.reason, rec.message) == (
+        "Failed",
+        "Unschedulable",
+        "0/2 nodes are available",
+    )
+    assert plan.delete_pods == ["j-1"]
+    assert "did not start in time (Unschedulable" in (plan.status.message or "")
+
+
+def test_the_operator_wide_start_timeout_applies_when_the_job_has_no_timeout() -> None:
+    from test_lifecycle import run
+
+    running = run(job(), 1)
+    now = T0 + timedelta(minutes=10)
+    plan = decide(running, [pending(timedelta(0))], {}, now, start_timeout=timedelta(minutes=10))
+    [rec] = plan.status.attempts
+    assert rec.reason == "StartTimeout"
+    assert decide(running, [pending(timedelta(0))], {}, now).status.phase == "Running"
+
+
+def test_an_attempt_ended_by_its_start_deadline_deletes_a_pod_that_lingers() -> None:
+    from test_lifecycle import run, with_status
+
+    view = job({"timeout": "20s", "retry": {"attempts": 1, "delays": ["1h"]}})
+    running = run(view, 1)
+    now = T0 + timedelta(seconds=30)
+    plan = decide(running, [pending(timedelta(0))], {}, now)
+    again = decide(with_status(running, plan.status), [pending(timedelta(0))], {}, now)
+    assert again.delete_pods == ["j-1"]
+    assert again.status.phase == "Scheduled"
+    assert len(again.status.attempts) == 1
+
+
+def test_pod_view_reads_the_schedulers_verdict() -> None:
+    pod = {
+        "metadata": {"name": "j-1", "labels": {"stoker.dev/attempt": "1"},
+                     "creationTimestamp": "2026-11-21T10:00:00Z"},
+        "status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/2 nodes are available: 2 node(s) didn't match node selector."}]},
+    }  # fmt: skip
+    view = pod_view(pod)
+    assert view.unschedulable == "0/2 nodes are available: 2 node(s) didn't match node selector."
+    assert view.created_at == T0
+
+
+# ---------------------------------------------------------------- the leader fence
+
+
+def test_the_fence_allows_writes_only_within_the_renew_deadline() -> None:
+    now = [100.0]
+    fence = Fence(renew_deadline=10.0, clock=lambda: now[0])
+    with pytest.raises(NotLeader):
+        fence.check()  # not leading yet
+    fence.renewed(100.0)
+    fence.check()
+    now[0] = 109.9
+    fence.check()
+    now[0] = 110.0
+    assert fence.expired()
+    with pytest.raises(NotLeader):
+        fence.check()
+
+
+async def test_a_write_after_the_renew_deadline_is_never_sent() -> None:
+    from stoker.kube.api import Kube
+
+    now = [0.0]
+    fence = Fence(renew_deadline=3.0, clock=lambda: now[0])
+    fence.renewed(0.0)
+    kube = Kube.__new__(Kube)
+    kube.limiter = type("Free", (), {"acquire": staticmethod(_free)})()
+    kube.fence = fence
+    sent: list[str] = []
+
+    async def call() -> str:
+        sent.append("x")
+        return "x"
+
+    assert await kube._write("patch", "pods", call) == "x"
+    now[0] = 3.5
+    with pytest.raises(NotLeader):
+        await kube._write("patch", "pods", call)
+    assert sent == ["x"]
+
+
+async def _free() -> None:
+    return None
+
+
+# ---------------------------------------------------------------- health
+
+
+async def test_the_loop_reports_a_stall_when_no_pass_completes() -> None:
+    kube, clock = FakeKube(), Clock()
+    ticks = [0.0]
+    r = await make(kube, clock, stall_after=timedelta(seconds=60))
+    r.monotonic = lambda: ticks[0]
+    r.heartbeat = 0.0
+    ticks[0] = 59.0
+    assert not r.stalled()
+    ticks[0] = 61.0
+    assert r.stalled()
+    kube.add("backgroundjobs", job_body("x"))
+    r.mark((Kind.JOB, "ns", "x"))
+    await settle(r)
+    assert not r.stalled()

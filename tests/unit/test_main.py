@@ -1,0 +1,50 @@
+"""How the operator sets kopf up: server-side pod filtering, paged lists, timeouts, storages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import kopf
+from kopf._cogs.structs import references
+
+from stoker.main import configure
+from stoker.settings import Settings
+
+PODS = references.Resource(
+    group="", version="v1", plural="pods", kind="Pod", singular="pod", namespaced=True
+)
+JOBS = references.Resource(
+    group="stoker.dev", version="v1alpha1", plural="backgroundjobs", kind="BackgroundJob",
+    singular="backgroundjob", namespaced=True,
+)  # fmt: skip
+
+
+def configured(**settings: object) -> kopf.OperatorSettings:
+    result = kopf.OperatorSettings()
+    configure(result, Settings(**settings))  # type: ignore[arg-type]
+    return result
+
+
+def test_only_stokers_pods_are_listed_and_watched_and_lists_are_paged() -> None:
+    settings = configured()
+    assert list(settings.watching.label_selectors.collect(PODS)) == ["stoker.dev/job-uid"]
+    # The custom resources are not filtered: every one of them is the operator's.
+    assert list(settings.watching.label_selectors.collect(JOBS)) == []
+    assert settings.watching.chunk_size == 500
+
+
+def test_no_request_of_kopfs_can_hang() -> None:
+    settings = configured(request_timeout=timedelta(seconds=7))
+    assert settings.networking.request_timeout == 7
+    assert settings.networking.connect_timeout == 7
+    assert settings.watching.connect_timeout == 7
+    assert settings.watching.server_timeout is not None
+    assert settings.watching.client_timeout is not None
+    assert settings.watching.client_timeout > settings.watching.server_timeout
+
+
+def test_kopf_writes_nothing_outside_status() -> None:
+    settings = configured()
+    assert isinstance(settings.persistence.progress_storage, kopf.StatusProgressStorage)
+    assert isinstance(settings.persistence.diffbase_storage, kopf.StatusDiffBaseStorage)
+    assert settings.peering.standalone
