@@ -227,8 +227,8 @@ def test_requeue_one_and_all_failed(stoker: Stoker, jobs: Jobs) -> None:
     assert jobs.status(other)["phase"] == "Failed"
 
     # By name, several at once: the one that cannot be requeued is reported, the rest done.
-    enqueued = enqueue(stoker, "wait", "--queue", "held")
     stoker("suspend", "queue", "held")
+    enqueued = enqueue(stoker, "wait", "--queue", "held")
     jobs.wait(lambda: jobs.status(enqueued).get("reason") == "QueueSuspended", what="suspended")
     result = stoker.run("requeue", other, enqueued, "missing")
     assert result.returncode == 1
@@ -370,7 +370,11 @@ def test_completion_offers_the_jobs_of_the_namespace(stoker: Stoker, jobs: Jobs)
 
 # ---------------------------------------------------------------- logs
 
-SIMULATED_LOG = (Path(__file__).parents[2] / "hack" / "kwok" / "simulated-pod.log").read_text()
+# The file is in the kubelet's log format (time, stream, tag, text); logs show the text.
+SIMULATED_LOG = "".join(
+    line.split(" ", 3)[3] + "\n"
+    for line in (Path(__file__).parents[2] / "hack/kwok/simulated-pod.log").read_text().splitlines()
+)
 LOG_NODE = "stoker-cli-logs-node"
 
 
