@@ -10,8 +10,8 @@ UV := $(CACHE)/tools/bin/uv
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help run test test-unit lint lock crds check-crds api-docs check-api-docs control-plane up \
-        down bench-scheduled \
+.PHONY: help run run-process images test test-unit lint lock crds check-crds api-docs \
+        check-api-docs control-plane up down bench-scheduled \
         bench-writes bench-recurring bench-queue clean
 
 help:  ## list the targets
@@ -37,8 +37,14 @@ lock: $(UV)  ## re-resolve dependencies from pyproject.toml into the hash-pinned
 control-plane:  ## build etcd, kube-*, kwok, helm, kubectl from Go modules (cached)
 	hack/build-control-plane.sh >/dev/null
 
-run: .venv/.synced control-plane  ## local cluster (or the current kube context) + CRDs + operator + examples
+run: .venv/.synced control-plane  ## local cluster with a real node + images + the chart (2 replicas) + examples
 	hack/run.sh
+
+run-process: .venv/.synced control-plane  ## the fast loop: operator as a local process (current context or local cluster)
+	hack/run.sh --process
+
+images:  ## build the operator, runner and pause images without Docker (cached in ~/.cache/stoker/images)
+	hack/images.sh build
 
 test: .venv/.synced control-plane lint check-crds check-api-docs  ## every test: unit, chart, images, cluster
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,13 +70,17 @@ class Cluster:
     """A reachable control plane.
 
     audit_log is None for a cluster this session did not start, unless STOKER_TEST_AUDIT_LOG
-    names it.
+    names it. real_node names the real (kubelet + containerd) node, None where the machine
+    could not host one; pod_apiserver is where pods reach the apiserver ("host:port"; the
+    local apiserver listens on 127.0.0.1 and there is no kube-proxy).
     """
 
     name: str
     kubeconfig: Path
     bin_dir: Path
     audit_log: Path | None
+    real_node: str | None = None
+    pod_apiserver: str | None = None
     # The watchdog that deletes the cluster; None for a cluster the session only uses.
     _watchdog: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
@@ -148,8 +152,13 @@ def build_bin_dir() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-def start_cluster(name: str) -> Cluster:
-    """Start (or reuse) the cluster `name`; it is deleted by stop_cluster or when we exit."""
+def start_cluster(name: str, real_node: bool = False) -> Cluster:
+    """Start (or reuse) the cluster `name`; it is deleted by stop_cluster or when we exit.
+
+    With real_node, the cluster also gets the real (kubelet + containerd) node, where this
+    machine can host one (hack/node.sh check); without, kwok's simulated node only, which is
+    all most tests need and starts faster.
+    """
     watchdog = subprocess.Popen(
         [sys.executable, __file__, "watchdog", name],
         stdin=subprocess.PIPE,
@@ -164,6 +173,7 @@ def start_cluster(name: str) -> Cluster:
             text=True,
             timeout=UP_TIMEOUT,
             check=True,
+            env={**os.environ, "STOKER_REAL_NODE": "1" if real_node else "0"},
         )
     except BaseException:
         _stop_watchdog(watchdog)
@@ -175,7 +185,17 @@ def start_cluster(name: str) -> Cluster:
         bin_dir=Path(env["STOKER_BIN_DIR"]),
         audit_log=Path(env["STOKER_AUDIT_LOG"]),
         _watchdog=watchdog,
+        **_real_node_fields(env),
     )
+
+
+def _real_node_fields(env: Mapping[str, str]) -> dict[str, str | None]:
+    """The real node's part of `hack/cluster.sh env` (absent without a real node)."""
+    host, port = env.get("STOKER_POD_APISERVER_HOST"), env.get("STOKER_POD_APISERVER_PORT")
+    return {
+        "real_node": env.get("STOKER_REAL_NODE") or None,
+        "pod_apiserver": f"{host}:{port}" if host and port else None,
+    }
 
 
 def stop_cluster(cluster: Cluster) -> None:
@@ -203,6 +223,8 @@ def existing_cluster(kubeconfig: Path) -> Cluster:
         kubeconfig=kubeconfig,
         bin_dir=Path(bin_dir) if bin_dir else build_bin_dir(),
         audit_log=Path(audit_log) if audit_log else None,
+        # As `eval "$(hack/cluster.sh env)"` left them.
+        **_real_node_fields(os.environ),
     )
 
 

@@ -44,6 +44,10 @@ ObjKey = tuple[Kind, str, str]
 PARALLEL_WRITES = 32
 # The loop completes an (empty) pass at least this often, so its heartbeat says it is alive.
 IDLE_TICK = 5.0
+# A relist is taken as over (and the state resynced) after this long without relist events.
+RESYNC_QUIET = 2.0
+# The event type of objects the loop lists itself (kopf's listings have type None).
+RESYNCED = "RESYNCED"
 
 
 class Loop:
@@ -63,6 +67,12 @@ class Loop:
         # (retried later) by the work itself rather than raised.
         self.failures: dict[ObjKey, int] = {}
         self._retrying: set[ObjKey] = set()
+        # Objects whose work raised, and until when their backoff holds back new events.
+        self._backoff_until: dict[ObjKey, datetime] = {}
+        # Set once prime() has loaded everything; a relist after that pauses dispatch.
+        self.primed = False
+        self._resync_timer: asyncio.TimerHandle | None = None
+        self._resync_failures = 0
         self._kick = asyncio.Event()
         self._limit = asyncio.Semaphore(PARALLEL_WRITES)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -81,6 +91,8 @@ class Loop:
         self._kick.set()
 
     def on_object(self, kind: Kind, event_type: str | None, body: Body) -> None:
+        if event_type is None:
+            self.relisting()
         key = key_of(body)
         held = self.store.objects[kind].get(key)
         stored = (self.store.remove if event_type == "DELETED" else self.store.put)(kind, body)
@@ -104,6 +116,8 @@ class Loop:
             self.mark((Kind.RECURRING, key[0], owner))
 
     def on_pod(self, event_type: str | None, pod: Body) -> None:
+        if event_type is None:
+            self.relisting()
         job = self.store.remove_pod(pod) if event_type == "DELETED" else self.store.put_pod(pod)
         if job is not None:
             self.mark((Kind.JOB, *job))
@@ -119,6 +133,41 @@ class Loop:
         listing = await self.kube.list_all("pods", label_selector=LABEL_JOB_UID)
         for pod in listing.items:
             self.store.put_pod(pod)
+        self.primed = True
+
+    def relisting(self) -> None:
+        """A watch is listing again (a 410 after an outage): what it lists is current, but
+        objects deleted meanwhile get no DELETED event and the watches of other kinds may not
+        have caught up. Until every kind is resynced, no pod is created: a job deleted behind
+        the watch's back must not get a pod because its queue's relist came first."""
+        if not self.primed:
+            return  # the startup list; prime() covers it
+        self.jobs.paused = True
+        if self._resync_timer is not None:
+            self._resync_timer.cancel()
+        self._resync_timer = asyncio.get_running_loop().call_later(
+            RESYNC_QUIET, lambda: self.background(self._resync_all())
+        )
+
+    async def _resync_all(self) -> None:
+        if self._resync_timer is not None:
+            self._resync_timer.cancel()  # this run covers whatever it was scheduled for
+            self._resync_timer = None
+        try:
+            for kind in (*Kind, None):
+                await self.resync(kind)
+        except Exception as error:
+            self._resync_failures += 1
+            delay = error_delay(self._resync_failures, "resync")
+            log.warning("resync after a relist failed: %s; retrying in %s", describe(error), delay)
+            self._resync_timer = asyncio.get_running_loop().call_later(
+                delay.total_seconds(), lambda: self.background(self._resync_all())
+            )
+            return
+        self._resync_failures = 0
+        self.jobs.paused = False
+        self.jobs.dispatch_due = True
+        self._kick.set()
 
     async def resync(self, kind: Kind | None) -> None:
         """After a watch relisted `kind` (None: pods): list it again and drop what is gone, so
@@ -126,7 +175,7 @@ class Loop:
         if kind is None:
             pods = await self.kube.list_all("pods", label_selector=LABEL_JOB_UID)
             for pod in pods.items:
-                self.on_pod(None, pod)
+                self.on_pod(RESYNCED, pod)
             for job in self.store.resync_pods((key_of(p) for p in pods.items), pods.version):
                 self.mark((Kind.JOB, *job))
             return
@@ -134,7 +183,7 @@ class Loop:
         for body in listing.items:
             body.setdefault("apiVersion", API_VERSION)
             body.setdefault("kind", kind.kind_name)
-            self.on_object(kind, None, body)
+            self.on_object(kind, RESYNCED, body)
         held = dict(self.store.objects[kind])
         gone = self.store.resync(kind, (key_of(b) for b in listing.items), listing.version)
         for key in gone:
@@ -174,7 +223,8 @@ class Loop:
         is awaited, then JobQueue figures. With `wait`, return once every write is done."""
         by_kind: dict[Kind, list[ObjKey]] = {kind: [] for kind in Kind}
         for key in keys:
-            by_kind[key[0]].append(key)
+            if not self.held_back(key):
+                by_kind[key[0]].append(key)
         await self.recurring.reconcile(by_kind[Kind.RECURRING])
         for key in by_kind[Kind.JOB]:
             self.jobs.decide(key)
@@ -183,6 +233,17 @@ class Loop:
             await self.drain()
         await self.queues.sync({(ns, name) for _, ns, name in by_kind[Kind.QUEUE]})
         self.heartbeat = self.monotonic()
+
+    def held_back(self, key: ObjKey) -> bool:
+        """Whether events for `key` wait for its backoff: its last work raised and the backoff
+        has not passed (its wake-up comes then). A deletion is never held back."""
+        until = self._backoff_until.get(key)
+        if until is None:
+            return False
+        if until <= self.clock() or (key[1], key[2]) not in self.store.objects[key[0]]:
+            del self._backoff_until[key]
+            return False
+        return True
 
     def stalled(self) -> bool:
         """True when no pass has completed for longer than the settings allow."""
@@ -242,11 +303,13 @@ class Loop:
             self._retrying.discard(key)
         else:
             self.failures.pop(key, None)
+            self._backoff_until.pop(key, None)
 
     def failed(self, key: ObjKey, error: BaseException) -> timedelta:
         """Count a failure of the work on `key` and wake it again after its backoff."""
         delay = self.retry_later(key, error)
         self._retrying.discard(key)
+        self._backoff_until[key] = self.clock() + delay
         kind, namespace, name = key
         metrics.RECONCILE_ERRORS.labels(kind=kind.kind_name).inc()
         what = describe(error)

@@ -38,8 +38,6 @@ from stoker.settings import Settings
 from stoker.state import Kind
 
 log = logging.getLogger("stoker")
-# Relists within this long of each other are resynced once.
-RESYNC_DEBOUNCE = 2.0
 
 
 def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
@@ -54,9 +52,10 @@ def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     # Only Stoker's pods, filtered by the API server; every list in pages.
     settings.watching.label_selectors["", "v1", "pods"] = LABEL_JOB_UID
     settings.watching.chunk_size = 500
-    # No request may hang: watches end on the server's timeout, or the client's shortly after.
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    # No request may hang: a watch ends on the server's timeout, or on the client's shortly
+    # after when the connection died silently; it then resumes from its resourceVersion.
+    settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 75
     timeout = config.request_timeout.total_seconds()
     settings.watching.connect_timeout = timeout
     settings.networking.request_timeout = timeout
@@ -70,13 +69,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     api = await new_api_client(config.identity)
     fence = Fence(renew_deadline(config)) if config.leader_election else None
     loop = Loop(Kube(api, config, fence), config)
-    metrics.REGISTRY.register(
-        metrics.StateCollector(
-            lambda: views.job_counts(loop),
-            lambda: views.queue_figures(loop),
-            lambda: views.next_runs(loop),
-        )
-    )
+    metrics.REGISTRY.register(views.collector(loop))
     metrics.LEADER.set(0)
     start_http_server(config.metrics_port, registry=metrics.REGISTRY)
     memo.loop, memo.fence = loop, fence
@@ -117,32 +110,16 @@ def _ended(task: asyncio.Task[None]) -> None:
 
 
 def _resyncer(loop: Loop) -> Callable[[str, str | None], None]:
-    """Resync a kind after each relisting of it but the first (the startup list, which the
-    loop's own prime covers)."""
-    by_plural: dict[str, Kind | None] = {kind.plural: kind for kind in Kind} | {"pods": None}
+    """After each listing of a kind but the first (the startup list, which the loop's own
+    prime covers), resync: a relist with nothing in it sends no event of its own."""
     seen: set[tuple[str, str | None]] = set()
-    pending: dict[str, asyncio.TimerHandle] = {}
 
     def listed(plural: str, namespace: str | None) -> None:
-        if plural not in by_plural:
-            return
-        if (plural, namespace) not in seen:
-            seen.add((plural, namespace))
-            return
-        if plural in pending:
-            pending[plural].cancel()
-        pending[plural] = asyncio.get_running_loop().call_later(
-            RESYNC_DEBOUNCE, lambda: loop.background(_resync(loop, by_plural[plural]))
-        )
+        if (plural, namespace) in seen:
+            loop.relisting()
+        seen.add((plural, namespace))
 
     return listed
-
-
-async def _resync(loop: Loop, kind: Kind | None) -> None:
-    try:
-        await loop.resync(kind)
-    except Exception as error:
-        log.warning("resync of %s failed: %s", kind.plural if kind else "pods", describe(error))
 
 
 @kopf.on.probe(id="reconcile-loop")

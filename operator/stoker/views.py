@@ -6,7 +6,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from stoker.state import queue_of
+from stoker import metrics
+from stoker.state import Kind, queue_of
 
 if TYPE_CHECKING:
     from stoker.loop import Loop
@@ -31,3 +32,24 @@ def queue_figures(loop: Loop) -> Iterable[tuple[tuple[str, str], tuple[int, int 
 def next_runs(loop: Loop) -> Iterable[tuple[tuple[str, str], float]]:
     """(namespace, RecurringJob) -> its next run as a Unix timestamp."""
     return [(key, at.timestamp()) for key, at in list(loop.recurring.next_run.items())]
+
+
+def job_bodies(loop: Loop) -> list[metrics.Body]:
+    """The BackgroundJobs as last seen (status included), for the waiting-job gauges."""
+    return list(loop.store.jobs.values())
+
+
+def recurring_bodies(loop: Loop) -> list[metrics.Body]:
+    """The RecurringJobs as last seen, for their last-schedule and last-success gauges."""
+    return list(loop.store.objects[Kind.RECURRING].values())
+
+
+def collector(loop: Loop) -> metrics.StateCollector:
+    """Every state gauge, read from `loop` at scrape time."""
+    return metrics.StateCollector(
+        lambda: job_counts(loop),
+        lambda: queue_figures(loop),
+        lambda: next_runs(loop),
+        job_bodies=lambda: job_bodies(loop),
+        recurring_bodies=lambda: recurring_bodies(loop),
+    )

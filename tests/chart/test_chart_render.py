@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import Cluster, KubectlError, build_bin_dir
+from harness import Cluster, KubectlError, build_bin_dir, wait_for
 from stoker.api.durations import parse_duration
 from stoker.settings import Settings
 
@@ -40,6 +40,11 @@ API_METRICS = frozenset(
         "stoker_recurring_next_run_timestamp_seconds",
         "stoker_reconcile_errors_total",
         "stoker_build_info",
+        "stoker_recurring_last_schedule_timestamp_seconds",
+        "stoker_recurring_last_success_timestamp_seconds",
+        "stoker_jobs_waiting",
+        "stoker_queue_oldest_enqueued_timestamp_seconds",
+        "stoker_leader",
     }
 )
 API_HISTOGRAMS = frozenset(
@@ -347,6 +352,54 @@ def test_ports_and_liveness_probe(helm: Path) -> None:
     assert ports[probe["port"]] == 9091
 
 
+def test_readiness_probe_reads_healthz_too(helm: Path) -> None:
+    # The standby serves /healthz while it waits for the Lease: it counts as ready.
+    c = container(render(helm, CUSTOM))
+    probe = c["readinessProbe"]["httpGet"]
+    assert probe == {"path": "/healthz", "port": "health"}
+
+
+def _anti_affinity(docs: list[dict[str, Any]]) -> Any:
+    return one(docs, "Deployment")["spec"]["template"]["spec"].get("affinity")
+
+
+def test_replicas_prefer_different_nodes(helm: Path) -> None:
+    assert _anti_affinity(render(helm)) is None
+    (term,) = _anti_affinity(render(helm, {"replicas": 2}))["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    pod_labels = one(render(helm), "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    # A given affinity replaces the default.
+    given = {"nodeAffinity": {}}
+    assert _anti_affinity(render(helm, {"replicas": 2, "affinity": given})) == given
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, None),
+        ({"replicas": 2}, 1),
+        ({"replicas": 3, "podDisruptionBudget": {"maxUnavailable": 2}}, 2),
+        ({"replicas": 2, "podDisruptionBudget": {"enabled": False}}, None),
+    ],
+    ids=["one-replica", "ha", "custom", "disabled"],
+)
+def test_pod_disruption_budget_only_with_replicas_to_spare(
+    helm: Path, values: dict[str, Any], expected: int | None
+) -> None:
+    docs = render(helm, values)
+    budgets = find(docs, "PodDisruptionBudget")
+    if expected is None:
+        assert budgets == []
+        return
+    (pdb,) = budgets
+    assert pdb["spec"]["maxUnavailable"] == expected
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
 def test_image_and_replicas(helm: Path) -> None:
     docs = render(helm, {"replicas": 2, "image": {"repository": "r.example/stoker", "tag": "9"}})
     assert one(docs, "Deployment")["spec"]["replicas"] == 2
@@ -375,20 +428,23 @@ def test_scheduling_values_reach_the_pod(helm: Path) -> None:
 
 # ------------------------------------------------------------------------------ RBAC
 
-# (apiGroup, resource, verbs) the operator needs wherever it serves jobs.
+# (apiGroup, resource, verbs) the operator needs wherever it serves jobs: the calls
+# stoker.kube.api makes, and no others (pod delete: an attempt ended by its start deadline).
 WORKLOAD_GRANTS = [
-    ("stoker.dev", "backgroundjobs", "get list watch create patch update delete"),
-    ("stoker.dev", "backgroundjobs/status", "get patch update"),
-    ("stoker.dev", "recurringjobs", "get list watch patch"),
-    ("stoker.dev", "recurringjobs/status", "get patch update"),
-    ("stoker.dev", "jobqueues", "get list watch patch"),
-    ("stoker.dev", "jobqueues/status", "get patch update"),
+    ("stoker.dev", "backgroundjobs", "list watch create delete"),
+    ("stoker.dev", "backgroundjobs/status", "patch"),
+    ("stoker.dev", "recurringjobs", "list watch"),
+    ("stoker.dev", "recurringjobs/status", "patch"),
+    ("stoker.dev", "jobqueues", "list watch"),
+    ("stoker.dev", "jobqueues/status", "patch"),
     ("", "pods", "get list watch create delete"),
-    ("", "events", "create patch"),
-    ("events.k8s.io", "events", "create patch"),
+    ("", "events", "create"),
 ]
-CLUSTER_GRANTS = [("apiextensions.k8s.io", "customresourcedefinitions", "get list watch")]
-CLUSTER_WIDE_GRANTS = [("", "namespaces", "list watch")]
+# Every mode: kopf reads CRDs and follows namespaces (served ones may be created later).
+CLUSTER_GRANTS = [
+    ("apiextensions.k8s.io", "customresourcedefinitions", "get list watch"),
+    ("", "namespaces", "list watch"),
+]
 LEASE_GRANTS = [("coordination.k8s.io", "leases", "get create update")]
 
 Grant = tuple[str, str, str]
@@ -436,9 +492,7 @@ def bound_rules(
 
 def test_rbac_cluster_wide_grants_exactly_what_the_operator_needs(helm: Path) -> None:
     docs = render(helm)
-    assert granted(bound_rules(docs, None)) == expand(
-        WORKLOAD_GRANTS + CLUSTER_GRANTS + CLUSTER_WIDE_GRANTS
-    )
+    assert granted(bound_rules(docs, None)) == expand(WORKLOAD_GRANTS + CLUSTER_GRANTS)
     assert not find(docs, "Role", FULLNAME)
 
 
@@ -465,6 +519,57 @@ def test_rbac_covers(helm: Path, namespaces: list[str], grant: Grant) -> None:
     docs = render(helm, {"namespaces": namespaces})
     rules = bound_rules(docs, namespaces[0] if namespaces else None)
     assert grant in granted(rules)
+
+
+def test_rbac_operator_deletes_pods_only_where_it_serves_jobs(helm: Path) -> None:
+    docs = render(helm, {"namespaces": ["shop"]})
+    assert ("", "pods", "delete") in granted(bound_rules(docs, "shop"))
+    assert ("", "pods", "delete") not in granted(bound_rules(docs, None))
+
+
+# (apiGroup, resource, verbs) a user gets on Stoker's objects with the built-in roles.
+VIEW_GRANTS = [
+    ("stoker.dev", resource, "get list watch")
+    for resource in (
+        "backgroundjobs", "recurringjobs", "jobqueues",
+        "backgroundjobs/status", "recurringjobs/status", "jobqueues/status",
+    )
+]  # fmt: skip
+EDIT_GRANTS = [
+    ("stoker.dev", resource, "create update patch delete deletecollection")
+    for resource in ("backgroundjobs", "recurringjobs", "jobqueues")
+]
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def test_user_roles_aggregate_into_the_built_in_roles(helm: Path) -> None:
+    docs = render(helm)
+    view, edit = (
+        one(docs, "ClusterRole", f"{FULLNAME}-view"),
+        one(docs, "ClusterRole", f"{FULLNAME}-edit"),
+    )
+    into = {
+        role["metadata"]["name"]: {
+            k.removeprefix(AGGREGATE) for k, v in role["metadata"]["labels"].items()
+            if k.startswith(AGGREGATE) and v == "true"
+        }
+        for role in (view, edit)
+    }  # fmt: skip
+    assert into == {
+        f"{FULLNAME}-view": {"view", "edit", "admin"},
+        f"{FULLNAME}-edit": {"edit", "admin"},
+    }
+    assert granted(view["rules"]) == expand(VIEW_GRANTS)
+    assert granted(edit["rules"]) == expand(EDIT_GRANTS)
+    # Not the operator's: no binding names them.
+    bound = {b["roleRef"]["name"] for b in find(docs, "ClusterRoleBinding")}
+    assert not bound & {f"{FULLNAME}-view", f"{FULLNAME}-edit"}
+
+
+def test_user_roles_can_be_left_out(helm: Path) -> None:
+    docs = render(helm, {"rbac": {"aggregateToDefaultRoles": False}})
+    assert not find(docs, "ClusterRole", f"{FULLNAME}-view")
+    assert not find(docs, "ClusterRole", f"{FULLNAME}-edit")
 
 
 def test_rbac_lease_only_in_release_namespace_and_only_ours(helm: Path) -> None:
@@ -542,6 +647,8 @@ def test_service_monitor_scrapes_the_metrics_service(helm: Path) -> None:
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert endpoint["path"] == "/metrics"
+    # The operator's `namespace` label names the jobs' namespace, not the target's.
+    assert endpoint["honorLabels"] is True
 
 
 def _alerts(helm: Path, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -714,6 +821,47 @@ def test_installed_chart_grants_the_operator_what_it_needs(
         assert not can_i(
             cluster, user, "update", "leases.coordination.k8s.io/other", "-n", namespace
         )
+        assert can_i(cluster, user, "delete", "pods", "-n", "kube-system") is not namespaced
+    finally:
+        run_helm(
+            helm_bin, "uninstall", namespace, "--namespace", namespace, "--kubeconfig", kubeconfig
+        )
+
+
+def test_built_in_roles_carry_stoker_after_install(cluster: Cluster, namespace: str) -> None:
+    """Someone bound to the built-in edit role in a namespace can enqueue jobs there; view
+    reads them; neither writes .status (the operator's)."""
+    helm_bin, kubeconfig = cluster.bin_dir / "helm", str(cluster.kubeconfig)
+    run_helm(
+        helm_bin, "install", namespace, str(CHART), "--namespace", namespace,
+        "--kubeconfig", kubeconfig,
+    )  # fmt: skip
+    editor, viewer = f"{namespace}-editor", f"{namespace}-viewer"
+    for user, role in ((editor, "edit"), (viewer, "view")):
+        cluster.kubectl(
+            "create", "rolebinding", user, f"--clusterrole={role}", f"--user={user}",
+            "--namespace", namespace,
+        )  # fmt: skip
+    try:
+        bgj = "backgroundjobs.stoker.dev"
+
+        def aggregated() -> bool:
+            # The controller-manager copies the rules into edit/view shortly after install.
+            return can_i(cluster, editor, "create", bgj, "-n", namespace) and can_i(
+                cluster, viewer, "list", bgj, "-n", namespace
+            )
+
+        wait_for(aggregated, timeout=30, description="stoker rules aggregated into edit/view")
+        for verb in ("create", "patch", "delete", "get", "list", "watch"):
+            for resource in ("backgroundjobs", "recurringjobs", "jobqueues"):
+                assert can_i(cluster, editor, verb, f"{resource}.stoker.dev", "-n", namespace)
+        for verb in ("get", "list", "watch"):
+            assert can_i(cluster, viewer, verb, "recurringjobs.stoker.dev", "-n", namespace)
+        assert not can_i(cluster, viewer, "create", bgj, "-n", namespace)
+        status = (bgj, "--subresource=status", "-n", namespace)
+        assert not can_i(cluster, editor, "patch", *status)
+        # Only in the namespace of the binding.
+        assert not can_i(cluster, editor, "create", bgj, "-n", "default")
     finally:
         run_helm(
             helm_bin, "uninstall", namespace, "--namespace", namespace, "--kubeconfig", kubeconfig

@@ -350,3 +350,54 @@ async def test_the_loop_reports_a_stall_when_no_pass_completes() -> None:
     r.mark((Kind.JOB, "ns", "x"))
     await settle(r)
     assert not r.stalled()
+
+
+async def test_no_pod_is_created_for_a_ghost_while_a_relist_is_resynced() -> None:
+    """The queue's relist (it was resumed) may arrive before the jobs' relist drops a job
+    deleted behind the watch's back: dispatch waits for the resync of every kind."""
+    kube, clock = FakeKube(), Clock()
+    queue = {"apiVersion": "stoker.dev/v1alpha1", "kind": "JobQueue",
+             "metadata": {"name": "q", "namespace": "ns"}, "spec": {"suspend": True}}  # fmt: skip
+    kube.add("jobqueues", queue)
+    kube.add("backgroundjobs", job_body("ghost", queue="q"))
+    r = await make(kube, clock)
+    await settle(r)
+    assert kube.objects["backgroundjobs", "ns", "ghost"]["status"]["reason"] == "QueueSuspended"
+    # While the watch is away: the job is deleted, the queue resumed.
+    del kube.objects["backgroundjobs", "ns", "ghost"]
+    queue = kube.objects["jobqueues", "ns", "q"]
+    queue["spec"] = {"suspend": False}
+    queue["metadata"]["generation"] = 2
+    r.on_object(Kind.QUEUE, None, kube._bump(queue))  # the queue's relist comes first
+    await settle(r)
+    assert ("ns", "ghost-1") not in kube.pods
+    await r._resync_all()
+    await settle(r)
+    assert ("ns", "ghost-1") not in kube.pods
+    assert ("ns", "ghost") not in r.store.jobs
+    # Dispatch works again after the resync.
+    r.on_object(Kind.JOB, "ADDED", kube.add("backgroundjobs", job_body("real", queue="q")))
+    await settle(r)
+    assert phase(kube, "real") == "Running"
+
+
+async def test_events_for_an_object_in_backoff_wait_for_its_wake_up() -> None:
+    kube, clock = FlakyKube(), Clock()
+    kube.add(
+        "jobqueues",
+        {"apiVersion": "stoker.dev/v1alpha1", "kind": "JobQueue",
+         "metadata": {"name": "q", "namespace": "ns"}, "spec": {}},
+    )  # fmt: skip
+    kube.deny.add(("jobqueues", "q"))
+    r = await make(kube, clock)
+    await settle(r)
+    denied_writes = kube.writes.count(("denied", "jobqueues/status"))
+    # New events and the once-a-second figures do not retry it before its backoff passes.
+    for _ in range(5):
+        r.mark((Kind.QUEUE, "ns", "q"))
+        clock.now += timedelta(milliseconds=100)
+        await settle(r)
+    assert kube.writes.count(("denied", "jobqueues/status")) == denied_writes
+    clock.now = r.wakeups.next_due() or clock.now
+    await settle(r)
+    assert kube.writes.count(("denied", "jobqueues/status")) == denied_writes + 1

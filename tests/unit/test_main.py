@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import kopf
+import pytest
 from kopf._cogs.structs import references
 
 from stoker.main import configure
@@ -48,3 +49,38 @@ def test_kopf_writes_nothing_outside_status() -> None:
     assert isinstance(settings.persistence.progress_storage, kopf.StatusProgressStorage)
     assert isinstance(settings.persistence.diffbase_storage, kopf.StatusDiffBaseStorage)
     assert settings.peering.standalone
+
+
+class _Loop:
+    def __init__(self, stalled: bool) -> None:
+        self._stalled = stalled
+
+    def stalled(self) -> bool:
+        return self._stalled
+
+
+class _Task:
+    def __init__(self, done: bool) -> None:
+        self._done = done
+
+    def done(self) -> bool:
+        return self._done
+
+
+def memo(*, done: bool = False, stalled: bool = False, leading: bool = True) -> kopf.Memo:
+    from stoker.kube.leader import Fence
+
+    fence = Fence(renew_deadline=10.0)
+    if leading:
+        fence.renewed(fence.clock())
+    return kopf.Memo(task=_Task(done), loop=_Loop(stalled), fence=fence)
+
+
+async def test_the_probe_fails_when_the_loop_is_wedged_or_gone_and_not_on_a_standby() -> None:
+    from stoker.main import reconcile_loop
+
+    assert await reconcile_loop(memo=memo()) == "leading"
+    assert await reconcile_loop(memo=memo(leading=False, stalled=True)) == "standby"
+    for broken in (memo(stalled=True), memo(done=True)):
+        with pytest.raises(kopf.PermanentError):
+            await reconcile_loop(memo=broken)

@@ -217,6 +217,9 @@ def test_misfire_policies_after_an_outage_across_two_slots(
     assert [new.slot for new in plan.create] == runs
     assert [new.name for new in plan.create] == [slot_job(s) for s in runs]
     assert plan.missed == missed
+    # Skipped because the user asked for it, or missed because the operator was late.
+    why = "Skip" if policy == "Skip" else "Late"
+    assert plan.missed_by == ({why: missed} if missed else {})
     assert plan.status.handled_until == TEN + 2 * MINUTE
     assert plan.status.next_schedule_time == TEN + 3 * MINUTE
     assert plan.status.last_schedule_time == (runs[-1] if runs else TEN)
@@ -281,7 +284,7 @@ def test_forbid_skips_a_slot_while_a_run_is_active() -> None:
     view = rj(concurrencyPolicy="Forbid", status=AFTER_OUTAGE)
     plan = decide(view, RUNNING_10_00, AT_10_01)
     assert plan.create == [] and plan.delete == []
-    assert plan.missed == 1
+    assert plan.missed == 1 and plan.missed_by == {"Forbid": 1}
     (event,) = plan.events
     assert (event.reason, event.type) == ("SkippedForbid", "Normal")
     assert slot_job(TEN) in event.message and "10:01:00Z" in event.message

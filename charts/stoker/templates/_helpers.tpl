@@ -53,27 +53,35 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/* The rules the operator needs on Stoker's resources and the pods and events it writes, in
-whichever namespaces it serves. */}}
+whichever namespaces it serves: exactly the calls it makes (stoker.kube.api), nothing more. */}}
 {{- define "stoker.workloadRules" -}}
 # BackgroundJobs: RecurringJobs create them; TTL, onExhausted: Delete and concurrencyPolicy:
-# Replace delete them; kopf patches its bookkeeping onto them.
+# Replace delete them. Kopf only watches (event handlers write nothing to the objects).
 - apiGroups: ["stoker.dev"]
   resources: ["backgroundjobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["list", "watch", "create", "delete"]
 - apiGroups: ["stoker.dev"]
   resources: ["recurringjobs", "jobqueues"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch"]
+# Everything the operator writes to an object goes to .status, by merge patch.
 - apiGroups: ["stoker.dev"]
   resources: ["backgroundjobs/status", "recurringjobs/status", "jobqueues/status"]
-  verbs: ["get", "patch", "update"]
-# One pod per attempt; deleted to cancel a job or a timed-out attempt.
+  verbs: ["patch"]
+# One pod per attempt, read back when it already exists (a restarted operator adopts it).
+# Delete: only the pod of an attempt that did not start within its start deadline
+# (Unschedulable, StartTimeout), so that it cannot start late beside the next attempt; a
+# job's pods otherwise go with it by garbage collection (owner references).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete"]
+# Events on jobs (core API; kopf posts its warnings there too).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
+{{- end }}
+
+{{/* What people need on Stoker's resources: aggregated into the built-in view, edit and
+admin ClusterRoles, as built-in kinds are. */}}
+{{- define "stoker.userResources" -}}
+["backgroundjobs", "recurringjobs", "jobqueues"]
 {{- end }}

@@ -56,6 +56,14 @@ class RecurringPlan:
     wake_at: datetime | None = None
     events: list[Event] = field(default_factory=list)
     missed: int = 0
+    # The missed runs by why: Late (the operator was down or behind: deadline, RunOnce, the
+    # RunAll cap), Skip (misfirePolicy Skip) or Forbid (concurrencyPolicy): the user asked for
+    # the last two, so an alert on missed runs looks at Late only.
+    missed_by: dict[str, int] = field(default_factory=dict)
+
+    def miss(self, reason: str, count: int = 1) -> None:
+        self.missed += count
+        self.missed_by[reason] = self.missed_by.get(reason, 0) + count
 
 
 def decide(rj: RecurringView, children: Sequence[ChildView], now: datetime) -> RecurringPlan:
@@ -106,8 +114,8 @@ def decide(rj: RecurringView, children: Sequence[ChildView], now: datetime) -> R
         plan.wake_at = slots.next_slot
         if slots.latest_due is not None:
             status.handled_until = slots.latest_due
-        plan.missed = slots.missed
         if slots.missed:
+            plan.miss("Skip" if spec.misfire_policy == "Skip" else "Late", slots.missed)
             plan.events.append(
                 Event(
                     "Warning",
@@ -136,7 +144,7 @@ def decide(rj: RecurringView, children: Sequence[ChildView], now: datetime) -> R
                 continue
             verdict = schedule.concurrency_decision(spec.concurrency_policy, active)
             if not verdict.run:
-                plan.missed += 1
+                plan.miss("Forbid")
                 plan.events.append(
                     Event(
                         "Normal",

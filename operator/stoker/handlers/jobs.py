@@ -64,6 +64,8 @@ class JobHandler:
         self.running: dict[Key, Slot] = {}
         # Set when a slot frees, a job becomes ready or a queue changes: dispatch has work.
         self.dispatch_due = False
+        # While a relist is resynced, no pod is created (stoker.loop.Loop.relisting).
+        self.paused = False
         # Parsed JobQueue specs by key, with the resourceVersion they were parsed from.
         self._queue_specs: dict[Key, tuple[str, JobQueueSpec | None]] = {}
 
@@ -261,7 +263,7 @@ class JobHandler:
         writes: pod creates for those who start, status writes for those who wait. A job with a
         write in flight takes part once that write is done."""
         loop = self.loop
-        if not self.ready or not self.dispatch_due:
+        if not self.ready or not self.dispatch_due or self.paused:
             return
         self.dispatch_due = False
         candidates = []

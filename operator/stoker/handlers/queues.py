@@ -31,13 +31,17 @@ class QueueHandler:
         due = [
             key
             for key in queues
-            if key in marked
-            or (last := self.written.get(key)) is None
-            or now - last >= STATUS_INTERVAL
+            if not loop.held_back((Kind.QUEUE, *key))
+            and (
+                key in marked
+                or (last := self.written.get(key)) is None
+                or now - last >= STATUS_INTERVAL
+            )
         ]
         for key in queues.keys() - set(due):
-            # Written less than a second ago: look again when it may be written.
-            loop.wakeups.set((Kind.QUEUE, *key), self.written[key] + STATUS_INTERVAL)
+            if key in self.written and not loop.held_back((Kind.QUEUE, *key)):
+                # Written less than a second ago: look again when it may be written.
+                loop.wakeups.set((Kind.QUEUE, *key), self.written[key] + STATUS_INTERVAL)
         if not due:
             return
         enqueued: Counter[Key] = Counter()

@@ -47,8 +47,8 @@ class RecurringHandler:
             job = recurring.job_body(body, new.name, new.slot)
             if await loop.kube.create_object(Kind.JOB.plural, rj.namespace, job) and new.slot:
                 metrics.RECURRING_LAG.observe(max(0.0, (loop.clock() - new.slot).total_seconds()))
-        if plan.missed:
-            metrics.RECURRING_MISSED.labels(rj.namespace).inc(plan.missed)
+        for reason, count in plan.missed_by.items():
+            metrics.RECURRING_MISSED.labels(rj.namespace, reason).inc(count)
         self._statuses.append((okey, self._write_status(body, plan, now)))
         if plan.status.next_schedule_time is not None:
             self.next_run[key] = plan.status.next_schedule_time
