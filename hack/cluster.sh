@@ -137,6 +137,7 @@ up() {
     --config "$here/kwok/kwokctl.yaml" \
     --config "$here/kwok/stages/node.yaml" \
     --config "$here/kwok/stages/pod.yaml" \
+    --config <(sed "s|@KWOK_DIR@|$here/kwok|g" "$here/kwok/logs.yaml") \
     "${node_config[@]}" \
     --runtime binary \
     --kube-apiserver-binary "$bin/kube-apiserver" \

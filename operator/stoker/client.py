@@ -81,7 +81,9 @@ class JobOptions(TypedDict, total=False):
     name: str | None  # the job's name; a create that finds it already there returns it
     queue: str | None
     priority: int | None
-    retry: RetryPolicy | Mapping[str, Any] | int | None  # an int is the number of attempts
+    # An int is the number of retries after the first failed attempt (spec.retry.attempts):
+    # retry=3 runs a failing job at most 4 times.
+    retry: RetryPolicy | Mapping[str, Any] | int | None
     timeout: timedelta | str | None
     concurrency_key: str | None
     suspend: bool | None
@@ -134,16 +136,45 @@ def new_token() -> str:
 
 
 def go_duration(option: str, value: timedelta | str) -> str:
-    """A Go duration string: a timedelta formatted, a string checked and kept as written."""
+    """A Go duration string: a timedelta formatted exactly, a string checked and kept as written."""
     if isinstance(value, timedelta):
         if value < timedelta(0):
             raise ValueError(f"{option} must not be negative, got {value}")
-        return format_duration(value)
+        return exact_duration(value)
     try:
         parse_duration(value)
     except ValueError as exc:
         raise ValueError(f"{option}: {exc}") from exc
     return value
+
+
+def exact_duration(value: timedelta) -> str:
+    """Go's form of a non-negative timedelta to the microsecond: 1h30m, 1.5s, 250ms, 20us.
+
+    Whole seconds are format_duration's; a fraction is kept, since "0s" for a 500 ms delay
+    would start the job at once."""
+    micros = value // timedelta(microseconds=1)
+    whole, fraction = divmod(micros, 1_000_000)
+    if fraction == 0:
+        return format_duration(value)
+    if whole == 0:
+        # As Go prints it: below a second in ms, below a millisecond in us.
+        if fraction >= 1000:
+            return f"{_decimal(fraction, 1000)}ms"
+        return f"{fraction}us"
+    hours, rest = divmod(whole, 3600)
+    minutes, seconds = divmod(rest, 60)
+    prefix = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    return f"{prefix}{_decimal(seconds * 1_000_000 + fraction, 1_000_000)}s"
+
+
+def _decimal(numerator: int, denominator: int) -> str:
+    """numerator / denominator in decimal, without trailing zeros (both are integers)."""
+    whole, rest = divmod(numerator, denominator)
+    if rest == 0:
+        return str(whole)
+    digits = len(str(denominator)) - 1
+    return f"{whole}.{rest:0{digits}d}".rstrip("0")
 
 
 def task_call(task: str, args: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -240,6 +271,28 @@ def load_in_cluster(
             f"no usable kubeconfig ({no_kubeconfig}) and not inside a cluster ({not_in_cluster})"
         ) from not_in_cluster
     return service_account_namespace()
+
+
+def kube_configuration(
+    context: str | None = None, config_file: str | None = None
+) -> tuple[Any, str | None]:
+    """The `kubernetes` package's Configuration as kubectl would connect, and the namespace
+    the context (or the pod's service account) names; see Client.from_kubeconfig."""
+    configuration = k8s.Configuration()
+    try:
+        k8s_config.load_kube_config(
+            config_file=config_file,
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+        contexts, current = k8s_config.list_kube_config_contexts(config_file)
+        found = context_namespace(contexts, current, context)
+    except k8s_config.ConfigException as no_kubeconfig:
+        if context is not None:
+            raise
+        found = load_in_cluster(k8s_config.load_incluster_config, configuration, no_kubeconfig)
+    return configuration, found
 
 
 # ---------------------------------------------------------------- requests
@@ -425,11 +478,17 @@ class RequestBuilder:
     def get(self, ref: str | JobHandle) -> Request:
         return Request("get", self.namespace, BACKGROUND_JOBS, ref_name(ref, self.namespace))
 
-    def _template_for(self, opts: JobOptions) -> dict[str, Any]:
+    def _template_for(self, opts: JobOptions) -> dict[str, Any] | None:
+        """The call's pod template, else the client's; None leaves it to the job's JobQueue."""
         template = pod_template(opts.get("image"), opts.get("template"))
         if template is None:
             if self._template is None:
-                raise ValueError("no image: pass image= or template= to the client or the call")
+                if opts.get("pod_labels") is not None or opts.get("pod_annotations") is not None:
+                    raise ValueError(
+                        "pod_labels and pod_annotations need a pod template: pass image= or "
+                        "template= too (a queue's template is used as the queue has it)"
+                    )
+                return None
             template = copy.deepcopy(self._template)
         for key, extra in (
             ("labels", opts.get("pod_labels")),
@@ -448,7 +507,8 @@ class Client:
     """Hangfire's BackgroundJob client for Stoker, over the blocking `kubernetes` package.
 
     `image` (or a whole pod `template`) is the task-runner default, so that calls only name the
-    task. Without `api`, the `kubernetes` package's default configuration is used (set it with
+    task; with neither, jobs carry no template and their JobQueue's `spec.template` runs them.
+    Without `api`, the `kubernetes` package's default configuration is used (set it with
     kubernetes.config.load_kube_config(), or use from_kubeconfig()). A request that meets a
     transient failure is sent again after each of `retry_delays` seconds in turn.
     """
@@ -481,20 +541,7 @@ class Client:
         """Connect as kubectl does: the kubeconfig's context (the named one, else the current
         one); without a kubeconfig and a context name, the service account of the pod we run in.
         The namespace defaults to the context's, else the pod's, else "default"."""
-        configuration = k8s.Configuration()
-        try:
-            k8s_config.load_kube_config(
-                config_file=config_file,
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-            contexts, current = k8s_config.list_kube_config_contexts(config_file)
-            found = context_namespace(contexts, current, context)
-        except k8s_config.ConfigException as no_kubeconfig:
-            if context is not None:
-                raise
-            found = load_in_cluster(k8s_config.load_incluster_config, configuration, no_kubeconfig)
+        configuration, found = kube_configuration(context, config_file)
         api = k8s.CustomObjectsApi(k8s.ApiClient(configuration))
         client = cls(
             namespace or found or "default", image, api, template, retry_delays=retry_delays
@@ -522,7 +569,8 @@ class Client:
         **opts: Unpack[JobOptions],
     ) -> JobHandle:
         """Create a job that starts `delay` after its creation, or at the aware datetime `at`
-        (Hangfire's Schedule). A delay is whole seconds, or a Go duration string."""
+        (Hangfire's Schedule). A delay is a timedelta (kept to the microsecond) or a Go
+        duration string."""
         start_at, start_after = start_fields(delay, at)
         request = self._requests.job(task, args, opts, start_at=start_at, start_after=start_after)
         return self._create(request)

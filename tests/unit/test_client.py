@@ -30,6 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stoker import client as client_module
+from stoker.api.durations import parse_duration
 from stoker.api.models import TASK_ARGS_MAX_BYTES, RetryPolicy
 from stoker.client import (
     SUFFIX_ALPHABET,
@@ -41,6 +42,7 @@ from stoker.client import (
     Reply,
     Request,
     after_error,
+    exact_duration,
     job_name,
     random_suffix,
 )
@@ -423,16 +425,30 @@ def test_args_of_exactly_the_limit_are_accepted(client: Client, cluster: FakeClu
 @pytest.mark.parametrize(
     ("image", "template", "message"),
     [
-        (None, None, "no image"),
         (IMAGE, OTHER_TEMPLATE, "not both"),
         (None, {"spec": {"containers": []}}, "containers"),
     ],
 )
-def test_the_client_needs_exactly_one_valid_pod_source_before_a_job_is_built(
+def test_the_client_takes_at_most_one_valid_pod_source_before_a_job_is_built(
     cluster: FakeCluster, image: str | None, template: dict[str, Any] | None, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
         Client(NS, image, SyncApi(cluster), template).enqueue("t")
+    assert cluster.calls == []
+
+
+def test_without_image_or_template_the_job_leaves_the_pod_to_its_queue(
+    cluster: FakeCluster,
+) -> None:
+    # The JobQueue's spec.template runs it (Hangfire: the queue's workers have the code).
+    handle = Client(NS, api=SyncApi(cluster)).enqueue("t", {"n": 1}, queue="mail")
+    spec = {"task": {"name": "t", "args": {"n": 1}}, "queue": "mail"}
+    assert created(cluster) == [manifest(handle.name, spec)]
+
+
+def test_pod_metadata_without_a_pod_template_is_refused(cluster: FakeCluster) -> None:
+    with pytest.raises(ValueError, match="need a pod template"):
+        Client(NS, api=SyncApi(cluster)).enqueue("t", pod_annotations={"a": "b"})
     assert cluster.calls == []
 
 
@@ -488,7 +504,10 @@ def test_a_client_without_fixed_suffixes_names_jobs_apart() -> None:
     ("when", "field", "value"),
     [
         ({"delay": timedelta(hours=1, minutes=30)}, "startAfter", "1h30m"),
-        ({"delay": timedelta(days=1, milliseconds=400)}, "startAfter", "24h"),
+        ({"delay": timedelta(days=1, milliseconds=400)}, "startAfter", "24h0.4s"),
+        ({"delay": timedelta(milliseconds=500)}, "startAfter", "500ms"),
+        ({"delay": timedelta(seconds=1.25)}, "startAfter", "1.25s"),
+        ({"delay": timedelta(0)}, "startAfter", "0s"),
         ({"delay": "90s"}, "startAfter", "90s"),
         ({"delay": "1.5h"}, "startAfter", "1.5h"),
         (
@@ -505,6 +524,28 @@ def test_schedule_sets_start_after_or_start_at(
 
     spec = plain_spec("send_reminder", args={"user_id": 9})
     assert created(cluster) == [manifest(handle.name, {**spec, "queue": "mail", field: value})]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (timedelta(0), "0s"),
+        (timedelta(microseconds=20), "20us"),
+        (timedelta(microseconds=1500), "1.5ms"),
+        (timedelta(milliseconds=250), "250ms"),
+        (timedelta(seconds=1, milliseconds=500), "1.5s"),
+        (timedelta(minutes=1, microseconds=1), "1m0.000001s"),
+        (timedelta(hours=1, minutes=30), "1h30m"),
+        (timedelta(days=2), "48h"),
+    ],
+)
+def test_exact_duration_keeps_fractions_of_a_second(value: timedelta, text: str) -> None:
+    assert exact_duration(value) == text
+
+
+@given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=3660)))
+def test_exact_duration_reads_back_as_the_same_timedelta(value: timedelta) -> None:
+    assert parse_duration(exact_duration(value)) == value
 
 
 # ---------------------------------------------------------------- continuations and batches
