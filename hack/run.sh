@@ -78,6 +78,8 @@ run_process() {
 Stoker is running. In another shell:
   export KUBECONFIG=${KUBECONFIG:-~/.kube/config} PATH="$bin:\$PATH"
   kubectl get bgj,rj,jq -n $ns            # jobs, recurring jobs, queues
+  .venv/bin/stoker ls -n $ns                 # the same through the stoker CLI
+  .venv/bin/stoker requeue --phase Failed -n $ns   # Hangfire's "requeue all failed"
   kubectl describe bgj flaky-sync -n $ns   # status, attempts and Events
   kubectl annotate bgj flaky-sync -n $ns stoker.dev/requeue=\$(date +%s)   # Hangfire "Requeue"
   curl -s localhost:8080/metrics | grep ^stoker_
@@ -169,6 +171,8 @@ EOF
 Stoker runs in the cluster (release $release in $release_ns). In another shell:
   eval "\$(hack/cluster.sh env)"
   kubectl get bgj,rj,jq -n $ns             # jobs, recurring jobs, queues
+  .venv/bin/stoker ls -n $ns                  # the same through the stoker CLI
+  .venv/bin/stoker requeue --phase Failed -n $ns    # Hangfire's "requeue all failed"
   kubectl get pods -n $release_ns -o wide  # the operator: leader + standby on node $STOKER_REAL_NODE
   kubectl logs -n $ns -l stoker.dev/job-name=$job   # task output
   hack/run.sh --process                     # the fast loop: operator as a local process
