@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 from test_lifecycle import T0, job
-from test_loop import Clock, FakeKube, make, phase, settle
+from test_loop import Clock, FakeKube, make, phase, queue_body, settle
 from test_loop import job as job_body
 
 from stoker.core.backoff import ERROR_MAX, error_delay
@@ -99,11 +99,7 @@ async def test_a_failing_status_write_is_confined_to_its_job_and_backs_off() -> 
 
 async def test_a_denied_queue_status_write_does_not_stop_the_loop() -> None:
     kube, clock = FlakyKube(), Clock()
-    kube.add(
-        "jobqueues",
-        {"apiVersion": "stoker.dev/v1alpha1", "kind": "JobQueue",
-         "metadata": {"name": "q", "namespace": "ns"}, "spec": {}},
-    )  # fmt: skip
+    kube.add("jobqueues", queue_body("q"))
     kube.deny.add(("jobqueues", "q"))
     r = await make(kube, clock)
     await settle(r)
@@ -140,11 +136,7 @@ async def test_a_refused_pod_create_waits_with_its_reason_and_retries_with_backo
 
 async def test_a_job_deleted_while_the_watch_was_away_frees_its_slot_after_resync() -> None:
     kube, clock = FakeKube(), Clock()
-    kube.add(
-        "jobqueues",
-        {"apiVersion": "stoker.dev/v1alpha1", "kind": "JobQueue",
-         "metadata": {"name": "q", "namespace": "ns"}, "spec": {"concurrency": 1}},
-    )  # fmt: skip
+    kube.add("jobqueues", queue_body("q", concurrency=1))
     kube.add("backgroundjobs", job_body("a", queue="q"))
     kube.add("backgroundjobs", job_body("b", queue="q"))
     kube.objects["backgroundjobs", "ns", "b"]["metadata"]["creationTimestamp"] = (
@@ -200,8 +192,7 @@ async def test_a_pod_name_taken_by_an_orphan_of_an_earlier_job_uses_the_fallback
 
 async def test_a_job_without_template_waits_until_its_queue_has_one() -> None:
     kube, clock = FakeKube(), Clock()
-    queue = {"apiVersion": "stoker.dev/v1alpha1", "kind": "JobQueue",
-             "metadata": {"name": "work", "namespace": "ns"}, "spec": {}}  # fmt: skip
+    queue = queue_body("work")
     kube.add("jobqueues", queue)
     bare = job_body("bare", queue="work", task={"name": "t", "args": {"x": 1}})
     del bare["spec"]["template"]
@@ -356,8 +347,7 @@ async def test_no_pod_is_created_for_a_ghost_while_a_relist_is_resynced() -> Non
     """The queue's relist (it was resumed) may arrive before the jobs' relist drops a job
     deleted behind the watch's back: dispatch waits for the resync of every kind."""
     kube, clock = FakeKube(), Clock()
-    queue = {"apiVersion": "stoker.dev/v1alpha1", "kind": "JobQueue",
-             "metadata": {"name": "q", "namespace": "ns"}, "spec": {"suspend": True}}  # fmt: skip
+    queue = queue_body("q", suspend=True)
     kube.add("jobqueues", queue)
     kube.add("backgroundjobs", job_body("ghost", queue="q"))
     r = await make(kube, clock)
@@ -383,11 +373,7 @@ async def test_no_pod_is_created_for_a_ghost_while_a_relist_is_resynced() -> Non
 
 async def test_events_for_an_object_in_backoff_wait_for_its_wake_up() -> None:
     kube, clock = FlakyKube(), Clock()
-    kube.add(
-        "jobqueues",
-        {"apiVersion": "stoker.dev/v1alpha1", "kind": "JobQueue",
-         "metadata": {"name": "q", "namespace": "ns"}, "spec": {}},
-    )  # fmt: skip
+    kube.add("jobqueues", queue_body("q"))
     kube.deny.add(("jobqueues", "q"))
     r = await make(kube, clock)
     await settle(r)

@@ -123,6 +123,15 @@ def job(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def queue_body(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "stoker.dev/v1alpha1",
+        "kind": "JobQueue",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": spec,
+    }
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = T0
@@ -197,12 +206,7 @@ async def test_queue_limit_starts_the_next_job_when_a_slot_frees() -> None:
     kube, clock = FakeKube(), Clock()
     kube.add(
         "jobqueues",
-        {
-            "apiVersion": "stoker.dev/v1alpha1",
-            "kind": "JobQueue",
-            "metadata": {"name": "q", "namespace": "ns"},
-            "spec": {"concurrency": 1},
-        },
+        queue_body("q", concurrency=1),
     )
     kube.add("backgroundjobs", job("a", queue="q"))
     clock.now = T0 + timedelta(seconds=1)
@@ -223,12 +227,7 @@ async def test_zero_figures_are_written_to_queue_status() -> None:
     kube, clock = FakeKube(), Clock()
     kube.add(
         "jobqueues",
-        {
-            "apiVersion": "stoker.dev/v1alpha1",
-            "kind": "JobQueue",
-            "metadata": {"name": "q", "namespace": "ns"},
-            "spec": {},
-        },
+        queue_body("q"),
     )
     r = await make(kube, clock)
     await settle(r)
@@ -239,12 +238,7 @@ async def test_zero_figures_are_written_to_queue_status() -> None:
 
 async def test_a_waiting_job_still_reports_a_spec_change() -> None:
     kube, clock = FakeKube(), Clock()
-    queue = {
-        "apiVersion": "stoker.dev/v1alpha1",
-        "kind": "JobQueue",
-        "metadata": {"name": "q", "namespace": "ns"},
-        "spec": {"concurrency": 1},
-    }
+    queue = queue_body("q", concurrency=1)
     kube.add("jobqueues", queue)
     kube.add("backgroundjobs", job("a", queue="q"))
     kube.add("backgroundjobs", job("b", queue="q"))
