@@ -5,12 +5,19 @@ PostgreSQL effects run on the real node (tests/realnode/test_seed_tasks.py)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 from runner_harness import Runner
 
 from realnode.services import Inbox, free_port, smtp_sink
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -70,3 +77,33 @@ def test_missing_settings_are_configuration_errors(
     assert result.code == 2, result.stderr
     assert result.termination is not None
     assert why in result.termination.decode()
+
+
+CHECK_SEEDS = """
+import json, sys, threading
+import examples
+from stoker_runner.arguments import bind
+from stoker_runner.registry import registry
+for name, args in json.load(sys.stdin):
+    bind(registry.get(name), args, threading.Event())
+"""
+
+
+def test_every_task_of_the_seeds_manifests_exists_and_takes_its_args() -> None:
+    manifests = list(yaml.safe_load_all((REPO / "examples" / "seeds.yaml").read_text()))
+    specs = [
+        m["spec"]["jobTemplate"]["spec"] if m["kind"] == "RecurringJob" else m["spec"]
+        for m in manifests
+        if m["kind"] in ("RecurringJob", "BackgroundJob")
+    ]
+    calls = [(s["task"]["name"], s["task"]["args"]) for s in specs]
+    assert len(calls) == 13
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK_SEEDS],
+        input=json.dumps(calls),
+        env={**os.environ, "PYTHONPATH": str(REPO / "job_images" / "runner")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
