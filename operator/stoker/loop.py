@@ -142,6 +142,8 @@ class Loop:
         the watch's back must not get a pod because its queue's relist came first."""
         if not self.primed:
             return  # the startup list; prime() covers it
+        if not self.jobs.paused:
+            log.info("a watch is relisting: no pod is created until every kind is resynced")
         self.jobs.paused = True
         if self._resync_timer is not None:
             self._resync_timer.cancel()
@@ -165,6 +167,7 @@ class Loop:
             )
             return
         self._resync_failures = 0
+        log.info("resynced every kind after a relist; creating pods again")
         self.jobs.paused = False
         self.jobs.dispatch_due = True
         self._kick.set()
@@ -200,7 +203,8 @@ class Loop:
         while True:
             keys = self.dirty | set(self.wakeups.pop_due(self.clock()))
             self.dirty = set()
-            if keys:
+            # Dispatch may have work with no object dirty: slots freed, a relist resynced.
+            if keys or self.jobs.dispatchable():
                 try:
                     await self.step(keys, wait=False)
                 except Exception as error:  # a bug outside any one object's guard

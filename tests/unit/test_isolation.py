@@ -387,3 +387,30 @@ async def test_events_for_an_object_in_backoff_wait_for_its_wake_up() -> None:
     clock.now = r.wakeups.next_due() or clock.now
     await settle(r)
     assert kube.writes.count(("denied", "jobqueues/status")) == denied_writes + 1
+
+
+async def test_the_loop_dispatches_after_a_resync_without_any_new_event() -> None:
+    """A job that became ready while pod creation was paused starts once the resync is done,
+    though no event marks any object then."""
+    import asyncio
+    import contextlib
+
+    kube, clock = FakeKube(), Clock()
+    r = await make(kube, clock)
+    r.jobs.paused = True
+    r.on_object(Kind.JOB, "ADDED", kube.add("backgroundjobs", job_body("waits")))
+    await settle(r)
+    assert ("ns", "waits-1") not in kube.pods
+    await r._resync_all()
+    assert not r.dirty
+    loop_task = asyncio.create_task(r.run())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if ("ns", "waits-1") in kube.pods:
+                break
+        assert ("ns", "waits-1") in kube.pods
+    finally:
+        loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_task

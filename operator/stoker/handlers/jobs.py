@@ -258,12 +258,16 @@ class JobHandler:
         running = ((key[0], slot.queue) for key, slot in self.running.items())
         return dispatch.queue_states(self.queue_specs(), running)
 
+    def dispatchable(self) -> bool:
+        """Whether a dispatch now could start something."""
+        return bool(self.ready) and self.dispatch_due and not self.paused
+
     def dispatch(self) -> None:
         """Choose who starts now (no awaits: slots are claimed before any write) and send the
         writes: pod creates for those who start, status writes for those who wait. A job with a
         write in flight takes part once that write is done."""
         loop = self.loop
-        if not self.ready or not self.dispatch_due or self.paused:
+        if not self.dispatchable():
             return
         self.dispatch_due = False
         candidates = []
