@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from aiohttp import ClientError
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from stoker import __version__, metrics
@@ -317,7 +318,7 @@ class Loop:
         kind, namespace, name = key
         metrics.RECONCILE_ERRORS.labels(kind=kind.kind_name).inc()
         what = describe(error)
-        if isinstance(error, ApiException | NotLeader | TimeoutError | OSError):
+        if isinstance(error, ApiException | NotLeader | TimeoutError | OSError | ClientError):
             log.warning(
                 "%s %s/%s: %s; retrying in %s", kind.kind_name, namespace, name, what, delay
             )

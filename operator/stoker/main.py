@@ -38,6 +38,7 @@ from stoker.settings import Settings
 from stoker.state import Kind
 
 log = logging.getLogger("stoker")
+WATCHED = frozenset({*(kind.plural for kind in Kind), "pods"})
 
 
 def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
@@ -73,17 +74,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     metrics.LEADER.set(0)
     start_http_server(config.metrics_port, registry=metrics.REGISTRY)
     memo.loop, memo.fence, memo.api = loop, fence, api
-    memo.task = asyncio.create_task(_serve(loop, api, config, fence))
+    memo.task = asyncio.create_task(_serve(loop, api, config, fence, memo.listed))
     memo.task.add_done_callback(_ended)
-    relist.on_listed(_resyncer(loop))
+    memo.listed = set()
+    relist.on_listed(_resyncer(loop, memo.listed))
     log.info("stoker serving %s", ", ".join(config.namespaces) or "all namespaces")
 
 
-async def _serve(loop: Loop, api: ApiClient, config: Settings, fence: Fence | None) -> None:
+async def _serve(
+    loop: Loop, api: ApiClient, config: Settings, fence: Fence | None, listed: set[str]
+) -> None:
     if fence is not None:
         await lead(api, config, fence)
     else:
         metrics.LEADER.set(1)
+    loop.background(_watching(listed, config.stall_after.total_seconds()))
     failures = 0
     while True:
         loop.heartbeat = loop.monotonic()
@@ -109,17 +114,31 @@ def _ended(task: asyncio.Task[None]) -> None:
     os._exit(1)
 
 
-def _resyncer(loop: Loop) -> Callable[[str, str | None], None]:
+def _resyncer(loop: Loop, plurals: set[str]) -> Callable[[str, str | None], None]:
     """After each listing of a kind but the first (the startup list, which the loop's own
-    prime covers), resync: a relist with nothing in it sends no event of its own."""
+    prime covers), resync: a relist with nothing in it sends no event of its own. Every
+    listed plural is recorded in `plurals` (see _watching)."""
     seen: set[tuple[str, str | None]] = set()
 
     def listed(plural: str, namespace: str | None) -> None:
         if (plural, namespace) in seen:
             loop.relisting()
         seen.add((plural, namespace))
+        plurals.add(plural)
 
     return listed
+
+
+async def _watching(listed: set[str], grace: float) -> None:
+    """Exit unless kopf watches every resource within `grace` of leading: kopf that started
+    while the API server was down may decide the CRDs do not exist and never watch them, and
+    a leader that sees no events serves nobody (the kubelet, or any supervisor, restarts us)."""
+    await asyncio.sleep(grace)
+    missing = WATCHED - listed
+    if missing:
+        log.critical("not watching %s %.0f s after leading; exiting", sorted(missing), grace)
+        logging.shutdown()
+        os._exit(1)
 
 
 @kopf.on.probe(id="reconcile-loop")

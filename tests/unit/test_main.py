@@ -84,3 +84,17 @@ async def test_the_probe_fails_when_the_loop_is_wedged_or_gone_and_not_on_a_stan
     for broken in (memo(stalled=True), memo(done=True)):
         with pytest.raises(kopf.PermanentError):
             await reconcile_loop(memo=broken)
+
+
+async def test_a_leader_that_kopf_does_not_let_watch_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kopf started while the API server was down may never watch the CRDs: exit, so that a
+    fresh process (the kubelet restarts it) discovers them."""
+    import stoker.main as entry
+
+    exits: list[int] = []
+    monkeypatch.setattr(entry.os, "_exit", exits.append)
+    await entry._watching({"backgroundjobs", "pods"}, grace=0.01)
+    assert exits == [1]
+    exits.clear()
+    await entry._watching(set(entry.WATCHED), grace=0.01)
+    assert exits == []
