@@ -74,9 +74,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     metrics.LEADER.set(0)
     start_http_server(config.metrics_port, registry=metrics.REGISTRY)
     memo.loop, memo.fence, memo.api = loop, fence, api
+    memo.listed = set()  # the plurals kopf has listed (see _watching)
     memo.task = asyncio.create_task(_serve(loop, api, config, fence, memo.listed))
     memo.task.add_done_callback(_ended)
-    memo.listed = set()
     relist.on_listed(_resyncer(loop, memo.listed))
     log.info("stoker serving %s", ", ".join(config.namespaces) or "all namespaces")
 
