@@ -168,6 +168,8 @@ class Loop:
             )
             return
         self._resync_failures = 0
+        if self._resync_timer is not None:
+            return  # another relist began meanwhile: its resync lifts the pause
         log.info("resynced every kind after a relist; creating pods again")
         self.jobs.paused = False
         self.jobs.dispatch_due = True
