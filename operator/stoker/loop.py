@@ -73,6 +73,7 @@ class Loop:
         # Set once prime() has loaded everything; a relist after that pauses dispatch.
         self.primed = False
         self._resync_timer: asyncio.TimerHandle | None = None
+        self._relists = 0  # relist events seen: a resync lifts the pause only if none came since
         self._resync_failures = 0
         self._kick = asyncio.Event()
         self._limit = asyncio.Semaphore(PARALLEL_WRITES)
@@ -146,6 +147,7 @@ class Loop:
         if not self.jobs.paused:
             log.info("a watch is relisting: no pod is created until every kind is resynced")
         self.jobs.paused = True
+        self._relists += 1
         if self._resync_timer is not None:
             self._resync_timer.cancel()
         self._resync_timer = asyncio.get_running_loop().call_later(
@@ -153,6 +155,7 @@ class Loop:
         )
 
     async def _resync_all(self) -> None:
+        relists = self._relists
         if self._resync_timer is not None:
             self._resync_timer.cancel()  # this run covers whatever it was scheduled for
             self._resync_timer = None
@@ -168,7 +171,7 @@ class Loop:
             )
             return
         self._resync_failures = 0
-        if self._resync_timer is not None:
+        if self._relists != relists:
             return  # another relist began meanwhile: its resync lifts the pause
         log.info("resynced every kind after a relist; creating pods again")
         self.jobs.paused = False

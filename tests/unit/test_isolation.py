@@ -414,3 +414,24 @@ async def test_the_loop_dispatches_after_a_resync_without_any_new_event() -> Non
         loop_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop_task
+
+
+async def test_a_relist_that_begins_during_a_resync_keeps_the_pause() -> None:
+    kube, clock = FakeKube(), Clock()
+    r = await make(kube, clock)
+    r.relisting()
+    original = kube.list_all
+    calls = 0
+
+    async def list_all(plural: str, label_selector: str = "") -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            r.relisting()  # another watch starts listing while this resync runs
+        return await original(plural, label_selector)
+
+    kube.list_all = list_all  # type: ignore[method-assign]
+    await r._resync_all()
+    assert r.jobs.paused
+    await r._resync_all()
+    assert not r.jobs.paused
