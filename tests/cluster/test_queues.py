@@ -486,7 +486,7 @@ def test_queue_metrics(operator: Operator, jobs: Jobs) -> None:
 
     figures = wait_for(settled, 30, description="stoker_jobs Succeeded 4")
     assert sample(figures, "stoker_queue_running", **labels) == 0
-    assert sample(figures, "stoker_jobs", phase="Running", **labels) is None
+    assert sample(figures, "stoker_jobs", phase="Running", **labels) == 0  # zero, not absent
     assert sample(figures, "stoker_queue_wait_seconds_count", **labels) == 4
     # m2 and m3 waited for a slot, each at least as long as a 5 s simulated pod runs (4 s or
     # more after second truncation): the sum is a causal lower bound, not a speed claim.
