@@ -32,8 +32,9 @@ from stoker.core.backoff import error_delay
 from stoker.handlers.jobs import JobHandler
 from stoker.handlers.queues import QueueHandler
 from stoker.handlers.recurring import RecurringHandler
-from stoker.kube.api import Kube
+from stoker.kube.api import Kube, prepaid
 from stoker.kube.errors import describe, retry_after
+from stoker.kube.informer import Informer
 from stoker.kube.leader import NotLeader
 from stoker.settings import Settings
 from stoker.state import Body, Key, Kind, Store, key_of, recurring_owner
@@ -73,6 +74,8 @@ class Loop:
         # Set once prime() has loaded everything; a relist after that pauses dispatch.
         self.primed = False
         self._resync_timer: asyncio.TimerHandle | None = None
+        # The resourceVersion of each startup list (plural -> version): the informers' start.
+        self.versions: dict[str, int] = {}
         self._relists = 0  # relist events seen: a resync lifts the pause only if none came since
         self._resync_failures = 0
         self._kick = asyncio.Event()
@@ -93,8 +96,11 @@ class Loop:
         self._kick.set()
 
     def on_object(self, kind: Kind, event_type: str | None, body: Body) -> None:
+        """A body seen on a watch or a list (`event_type` None: a relist's object)."""
         if event_type is None:
             self.relisting()
+        body.setdefault("apiVersion", API_VERSION)  # list items carry neither
+        body.setdefault("kind", kind.kind_name)
         key = key_of(body)
         held = self.store.objects[kind].get(key)
         stored = (self.store.remove if event_type == "DELETED" else self.store.put)(kind, body)
@@ -129,13 +135,32 @@ class Loop:
         for kind in Kind:
             listing = await self.kube.list_all(kind.plural)
             for body in listing.items:
-                body.setdefault("apiVersion", API_VERSION)
-                body.setdefault("kind", kind.kind_name)
                 self.on_object(kind, None, body)
+            self.versions[kind.plural] = listing.version
         listing = await self.kube.list_all("pods", label_selector=LABEL_JOB_UID)
         for pod in listing.items:
             self.store.put_pod(pod)
+        self.versions["pods"] = listing.version
         self.primed = True
+
+    def informers(self) -> list[Informer]:
+        """The lean watches of jobs and pods (one per served namespace), to be run from the
+        versions of the startup list (`versions`)."""
+        connect = self.settings.request_timeout.total_seconds()
+        made = []
+        for namespace in self.settings.namespaces or (None,):
+            made.append(
+                Informer(self.kube, Kind.JOB.plural, namespace, self._on_job, self.relisting)
+            )
+            made.append(
+                Informer(self.kube, "pods", namespace, self.on_pod, self.relisting, LABEL_JOB_UID)
+            )
+        for watch in made:
+            watch.connect_timeout = connect
+        return made
+
+    def _on_job(self, event_type: str | None, body: Body) -> None:
+        self.on_object(Kind.JOB, event_type, body)
 
     def relisting(self) -> None:
         """A watch is listing again (a 410 after an outage): what it lists is current, but
@@ -190,8 +215,6 @@ class Loop:
             return
         listing = await self.kube.list_all(kind.plural)
         for body in listing.items:
-            body.setdefault("apiVersion", API_VERSION)
-            body.setdefault("kind", kind.kind_name)
             self.on_object(kind, RESYNCED, body)
         held = dict(self.store.objects[kind])
         gone = self.store.resync(kind, (key_of(b) for b in listing.items), listing.version)
@@ -268,11 +291,28 @@ class Loop:
             return True
         return False
 
-    def send(self, key: ObjKey, work: Awaitable[None]) -> None:
-        """Run `work` (the writes of one decision on `key`) without holding up the pass."""
+    def decide_again(self, key: ObjKey) -> None:
+        """Decide `key` again once its write in flight is done (from the work itself)."""
+        self._deferred.add(key)
+
+    def send(self, key: ObjKey, work: Coroutine[Any, Any, None], supersede: bool = False) -> None:
+        """Run `work` (the writes of one decision on `key`) without holding up the pass.
+
+        With `supersede` (work decided from current state alone), its first write's token is
+        taken from the rate limiter first; if events came for `key` meanwhile, the work is
+        dropped and the token handed back: `key` is decided again from what those events
+        brought (a pod that ended while its start waited for a token: one write, not two)."""
 
         async def limited() -> None:
             async with self._limit:
+                if supersede:
+                    await self.kube.limiter.acquire()
+                    if key in self._deferred:
+                        self.kube.limiter.refund()
+                        work.close()
+                        metrics.SUPERSEDED.inc()
+                        return
+                    prepaid.set(True)
                 await self.guard(key, work)
 
         self._busy.add(key)

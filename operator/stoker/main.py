@@ -1,7 +1,9 @@
 """Kopf entry points only: every event goes to the one reconcile loop (stoker.loop).
 
-Only event handlers are used: they hand the newest body to the loop, which decides from
-current state. Kopf therefore writes nothing of its own to the objects (no finalizers, no
+kopf watches RecurringJobs and JobQueues; BackgroundJobs and their pods, most of the events,
+come through the loop's lean informers (stoker.kube.informer), started once it leads. Only
+event handlers are used: they hand the newest body to the loop, which decides from current
+state. Kopf therefore writes nothing of its own to the objects (no finalizers, no
 diff-base annotations); its bookkeeping, should a handler kind that needs it be added, is set
 to live in .status so that GitOps tools see no drift.
 
@@ -27,9 +29,9 @@ from kubernetes_asyncio.client import ApiClient
 from prometheus_client import start_http_server
 
 from stoker import metrics, views
-from stoker.api.models import GROUP, LABEL_JOB_UID, VERSION
+from stoker.api.models import GROUP, VERSION
 from stoker.core.backoff import error_delay
-from stoker.kube import relist
+from stoker.kube import informer, relist
 from stoker.kube.api import Kube, new_api_client
 from stoker.kube.errors import describe
 from stoker.kube.leader import Fence, lead, release, renew_deadline
@@ -38,7 +40,9 @@ from stoker.settings import Settings
 from stoker.state import Kind
 
 log = logging.getLogger("stoker")
-WATCHED = frozenset({*(kind.plural for kind in Kind), "pods"})
+# The kinds kopf watches; BackgroundJobs and pods have the loop's own informers.
+KOPF_KINDS = (Kind.RECURRING, Kind.QUEUE)
+WATCHED = frozenset(kind.plural for kind in KOPF_KINDS)
 
 
 def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
@@ -48,15 +52,12 @@ def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     )
     settings.peering.standalone = True  # a Lease elects the leader, see stoker.kube.leader
     settings.posting.level = logging.WARNING
-    # Per-object event batching adds its window to every reaction; ours are idempotent anyway.
-    settings.batching.batch_window = 0.02
-    # Only Stoker's pods, filtered by the API server; every list in pages.
-    settings.watching.label_selectors["", "v1", "pods"] = LABEL_JOB_UID
+    # Every list in pages.
     settings.watching.chunk_size = 500
     # No request may hang: a watch ends on the server's timeout, or on the client's shortly
     # after when the connection died silently; it then resumes from its resourceVersion.
-    settings.watching.server_timeout = 60
-    settings.watching.client_timeout = 75
+    settings.watching.server_timeout = informer.SERVER_TIMEOUT
+    settings.watching.client_timeout = informer.CLIENT_TIMEOUT
     timeout = config.request_timeout.total_seconds()
     settings.watching.connect_timeout = timeout
     settings.networking.request_timeout = timeout
@@ -102,11 +103,20 @@ async def _serve(
                 "loading the cluster's state failed: %s; retrying in %s", describe(error), delay
             )
             await asyncio.sleep(delay.total_seconds())
+    for watch in loop.informers():
+        task = asyncio.create_task(watch.run(loop.versions[watch.plural]))
+        _INFORMING.add(task)
+        task.add_done_callback(_ended)
     await loop.run()
 
 
+# The informers' tasks (a task nobody references may be collected while it runs).
+_INFORMING: set[asyncio.Task[None]] = set()
+
+
 def _ended(task: asyncio.Task[None]) -> None:
-    """The loop never ends on its own: if it does, exit so the kubelet starts a fresh one."""
+    """The loop and the informers never end on their own: if one does, exit so that the kubelet
+    starts a fresh process."""
     if task.cancelled():
         return
     log.critical("the reconcile loop ended: %r; exiting", task.exception())
@@ -166,18 +176,16 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 def _feed(kind: Kind) -> Any:
     async def handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-        memo.loop.on_object(kind, event.get("type"), dict(event["object"]))
+        # The loop keeps (and trims) the body: its own copy, not kopf's.
+        body: dict[str, Any] = dict(event["object"])
+        body["metadata"] = dict(body["metadata"])
+        memo.loop.on_object(kind, event.get("type"), body)
 
     return handler
 
 
-for _kind in Kind:
+for _kind in KOPF_KINDS:
     kopf.on.event(GROUP, VERSION, _kind.plural, id=f"feed-{_kind.plural}")(_feed(_kind))
-
-
-@kopf.on.event("", "v1", "pods", labels={LABEL_JOB_UID: kopf.PRESENT})
-async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.loop.on_pod(event.get("type"), dict(event["object"]))
 
 
 # The API server accepts objects nested up to 10,000 levels deep, and decoding, copying and

@@ -116,6 +116,11 @@ API_WRITES = Counter(
     ["verb", "resource"],
     registry=REGISTRY,
 )
+SUPERSEDED = Counter(
+    "stoker_writes_superseded_total",
+    "Decisions dropped before their write was sent, because newer events made a newer one.",
+    registry=REGISTRY,
+)
 
 
 PHASES = ("Awaiting", "Scheduled", "Enqueued", "Running", "Succeeded", "Failed")

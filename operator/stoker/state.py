@@ -58,12 +58,28 @@ def parents_of(body: Mapping[str, Any]) -> list[str]:
 
 
 def _lean(body: Body) -> Body:
-    """The body without metadata.managedFields: never read, and half of a job's memory. A copy,
-    because kopf still holds the event's body."""
-    meta = body["metadata"]
-    if "managedFields" not in meta:
-        return body
-    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    """The body without metadata.managedFields: never read, and half of a job's memory. In
+    place: every body the store gets is the operator's own (kopf's are copied when fed)."""
+    body["metadata"].pop("managedFields", None)
+    return body
+
+
+# What decisions read of a pod (lifecycle.pod_view, the pod's uid for deletes); a pod is kept
+# for every attempt of every job, so the rest (spec, image ids, most of its status) is dropped.
+POD_META = ("name", "namespace", "uid", "labels", "creationTimestamp", "resourceVersion")
+POD_STATUS = ("phase", "reason", "message", "startTime", "conditions")
+
+
+def lean_pod(pod: Body) -> Body:
+    meta, status = pod["metadata"], pod.get("status") or {}
+    kept: Body = {k: status[k] for k in POD_STATUS if k in status}
+    if status.get("containerStatuses"):
+        kept["containerStatuses"] = [
+            {"name": cs.get("name"), "state": {"terminated": cs["state"]["terminated"]}}
+            for cs in status["containerStatuses"]
+            if (cs.get("state") or {}).get("terminated")
+        ]
+    return {"metadata": {k: meta[k] for k in POD_META if k in meta}, "status": kept}
 
 
 def resource_version(body: Mapping[str, Any]) -> int:
@@ -170,7 +186,7 @@ class Store:
         held = self.pods[uid].get(attempt)
         if held is not None and resource_version(held) >= resource_version(pod):
             return None
-        self.pods[uid][attempt] = _lean(pod)
+        self.pods[uid][attempt] = lean_pod(pod)
         return pod["metadata"]["namespace"], name
 
     def remove_pod(self, pod: Mapping[str, Any]) -> Key | None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stoker.kube.api import Listing
+from stoker.kube.api import Listing, RateLimiter
 from stoker.loop import Loop
 from stoker.settings import Settings
 from stoker.state import Kind
@@ -25,6 +26,7 @@ class FakeKube:
         self.events: list[tuple[str, str]] = []
         self.writes: list[tuple[str, str]] = []
         self._rv = itertools.count(1)
+        self.limiter = RateLimiter(1e6, 10**6)  # no wait unless a test gates it
 
     def _bump(self, body: dict[str, Any]) -> dict[str, Any]:
         body["metadata"]["resourceVersion"] = str(next(self._rv))
@@ -155,6 +157,9 @@ def phase(kube: FakeKube, name: str) -> str | None:
 
 
 async def make(kube: FakeKube, clock: Clock, **settings: Any) -> Loop:
+    """A primed loop. Its starts are written at once unless a test sets start_write_delay
+    (tests of other behaviour need not step the clock past it)."""
+    settings.setdefault("start_write_delay", timedelta(0))
     r = Loop(kube, Settings(**settings), clock)  # type: ignore[arg-type]
     await r.prime()
     return r
@@ -183,6 +188,90 @@ async def test_a_ready_job_goes_straight_to_running_in_two_writes() -> None:
     r = await make(kube, clock)
     await settle(r)
     assert kube.writes == [("create", "pods"), ("patch", "backgroundjobs/status")]
+
+
+async def test_a_pod_that_ends_within_the_start_write_delay_costs_one_status_write() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.add("backgroundjobs", job("quick"))
+    r = await make(kube, clock, start_write_delay=timedelta(seconds=1))
+    await settle(r)
+    assert kube.writes == [("create", "pods")]  # the start waits for the delay
+    assert r.jobs.running  # its slot is taken all the same
+    clock.now = T0 + timedelta(milliseconds=400)
+    r.on_pod("MODIFIED", kube.finish_pod("ns", "quick-1"))
+    await settle(r)
+    assert kube.writes == [
+        ("create", "pods"), ("patch", "backgroundjobs/status"), ("create", "events")
+    ]  # fmt: skip
+    status = kube.objects["backgroundjobs", "ns", "quick"]["status"]
+    assert (status["phase"], status["startedAt"]) == ("Succeeded", "2026-11-21T10:00:00Z")
+
+
+async def test_a_pod_still_running_after_the_start_write_delay_gets_its_running_status() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.add("backgroundjobs", job("slow"))
+    r = await make(kube, clock, start_write_delay=timedelta(seconds=1))
+    await settle(r)
+    clock.now = T0 + timedelta(milliseconds=999)
+    await settle(r)
+    assert phase(kube, "slow") is None
+    clock.now = T0 + timedelta(seconds=1)
+    await settle(r)
+    assert phase(kube, "slow") == "Running"
+    assert kube.writes == [("create", "pods"), ("patch", "backgroundjobs/status")]
+
+
+class GatedLimiter(RateLimiter):
+    """A limiter whose tokens wait while the gate is shut: a busy write budget."""
+
+    def __init__(self) -> None:
+        super().__init__(1e6, 10**6)
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def acquire(self) -> None:
+        await self.gate.wait()
+        await super().acquire()
+
+
+async def test_a_pod_that_ends_while_its_start_waits_for_a_token_costs_one_status_write() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.limiter = limiter = GatedLimiter()
+    kube.add("backgroundjobs", job("quick"))
+    r = await make(kube, clock)
+    await r.step(r.dirty)  # dispatch: the pod is created, the job to be decided again
+    assert kube.writes == [("create", "pods")] and r.dirty
+
+    limiter.gate.clear()
+    keys, r.dirty = r.dirty, set()
+    await r.step(keys, wait=False)  # the start is decided; its write waits for a token
+    r.on_pod("MODIFIED", kube.finish_pod("ns", "quick-1"))
+    keys, r.dirty = r.dirty, set()
+    await r.step(keys, wait=False)  # the pod's end: the job has a write in flight, deferred
+    limiter.gate.set()
+    await r.drain()  # the start's write gives way to the newer decision
+    await settle(r)
+
+    assert kube.writes == [
+        ("create", "pods"),
+        ("patch", "backgroundjobs/status"),
+        ("create", "events"),
+    ]
+    status = kube.objects["backgroundjobs", "ns", "quick"]["status"]
+    assert status["phase"] == "Succeeded"
+    assert status["startedAt"] == "2026-11-21T10:00:00Z"
+    assert [(a["attempt"], a["result"]) for a in status["attempts"]] == [(1, "Succeeded")]
+
+
+async def test_the_token_of_a_superseded_write_goes_back_to_the_limiter() -> None:
+    limiter = RateLimiter(qps=0.001, burst=2)
+    await limiter.acquire()
+    limiter.refund()
+    await limiter.acquire()
+    await asyncio.wait_for(limiter.acquire(), 1)  # the second token of the burst is still there
+    limiter.refund()
+    limiter.refund()
+    assert limiter._tokens <= limiter.burst
 
 
 async def test_retry_delay_wakes_the_job_from_the_heap() -> None:

@@ -1,4 +1,4 @@
-"""How the operator sets kopf up: server-side pod filtering, paged lists, timeouts, storages."""
+"""How the operator sets kopf up: what it watches, paged lists, timeouts, storages."""
 
 from __future__ import annotations
 
@@ -26,12 +26,15 @@ def configured(**settings: object) -> kopf.OperatorSettings:
     return result
 
 
-def test_only_stokers_pods_are_listed_and_watched_and_lists_are_paged() -> None:
+def test_kopf_lists_in_pages_and_leaves_jobs_and_pods_to_the_informers() -> None:
     settings = configured()
-    assert list(settings.watching.label_selectors.collect(PODS)) == ["stoker.dev/job-uid"]
-    # The custom resources are not filtered: every one of them is the operator's.
-    assert list(settings.watching.label_selectors.collect(JOBS)) == []
     assert settings.watching.chunk_size == 500
+    import stoker.main  # noqa: F401  (registers the handlers)
+
+    selectors = kopf.get_default_registry()._watching.get_all_selectors()
+    watched = {selector.plural or selector.any_name for selector in selectors}
+    assert watched == {"recurringjobs", "jobqueues"}
+    assert PODS.plural not in watched and JOBS.plural not in watched
 
 
 def test_no_request_of_kopfs_can_hang() -> None:
@@ -98,3 +101,18 @@ async def test_a_leader_that_kopf_does_not_let_watch_exits(monkeypatch: pytest.M
     exits.clear()
     await entry._watching(set(entry.WATCHED), grace=0.01)
     assert exits == []
+
+
+async def test_the_loop_trims_its_copy_of_a_kopf_event_never_kopfs_body() -> None:
+    from types import SimpleNamespace
+
+    from stoker.main import _feed
+    from stoker.state import Kind, Store
+
+    store = Store()
+    memo = kopf.Memo(loop=SimpleNamespace(on_object=lambda kind, _, body: store.put(kind, body)))
+    meta = {"name": "q", "namespace": "ns", "uid": "u", "resourceVersion": "1"}
+    event = {"type": "ADDED", "object": {"metadata": {**meta, "managedFields": [{}]}}}
+    await _feed(Kind.QUEUE)(event=event, memo=memo)
+    assert "managedFields" in event["object"]["metadata"]
+    assert "managedFields" not in store.objects[Kind.QUEUE]["ns", "q"]["metadata"]

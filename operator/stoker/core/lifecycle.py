@@ -349,6 +349,11 @@ def decide(
     del status.attempts[:-HISTORY_LIMIT]
 
     pod = by_attempt.get(current)
+    if pod is not None and current > job.status.attempt:
+        # An attempt whose start the status does not have yet: dispatch leaves that write to
+        # the decision on its pod's first event (one write when the pod has already ended);
+        # after a crash, the status may lag likewise. The attempt started with its pod.
+        status.started_at = pod.created_at or now
     if pod is not None and not pod.terminated and current in recorded:
         # Ended by an earlier decision (start deadline) while its pod was still there.
         plan.delete_pods.append(pod.name)
@@ -612,6 +617,17 @@ def _finished(job: JobView, plan: Plan, now: datetime, default_ttl: timedelta | 
 
 
 # ------------------------------------------------------------------------- dispatch outcomes
+
+
+def only_starts(job: JobView, plan: Plan) -> bool:
+    """Whether `plan` only records that a new attempt's pod exists: nothing ended, no Event."""
+    return (
+        plan.status.phase == "Running"
+        and plan.status.attempt > job.status.attempt
+        and not plan.events
+        and not plan.finished_attempts
+        and not plan.delete_pods
+    )
 
 
 def started(

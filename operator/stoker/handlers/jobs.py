@@ -9,7 +9,7 @@ reconciled again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,8 @@ class JobHandler:
         self.dispatch_due = False
         # While a relist is resynced, no pod is created (stoker.loop.Loop.relisting).
         self.paused = False
+        # Jobs whose pod was just created, and until when the write of their start waits.
+        self._starting: dict[Key, datetime] = {}
         # Parsed JobQueue specs by key, with the resourceVersion they were parsed from.
         self._queue_specs: dict[Key, tuple[str, JobQueueSpec | None]] = {}
 
@@ -113,6 +115,7 @@ class JobHandler:
 
     def _forget(self, key: Key) -> None:
         self.ready.pop(key, None)
+        self._starting.pop(key, None)
         self._release(key)
         self.loop.wakeups.set((Kind.JOB, *key), None)
         self.loop.failures.pop((Kind.JOB, *key), None)
@@ -127,9 +130,11 @@ class JobHandler:
             self.loop.failed(okey, error)
             return
         if work is not None:
-            self.loop.send(okey, work)
+            # Decided from current state: a newer event while it waits for the rate limiter
+            # makes a newer decision, so this one may give way to it.
+            self.loop.send(okey, work, supersede=True)
 
-    def _plan(self, okey: tuple[Kind, str, str]) -> Awaitable[None] | None:
+    def _plan(self, okey: tuple[Kind, str, str]) -> Coroutine[Any, Any, None] | None:
         key = (okey[1], okey[2])
         loop = self.loop
         body = loop.store.jobs.get(key)
@@ -186,6 +191,12 @@ class JobHandler:
             )
             return None
         self.ready.pop(key, None)
+        hold = self._starting.get(key)
+        if hold is not None and now < hold and lifecycle.only_starts(job, plan):
+            # The start waits (see _start): the pod's end, if it comes first, says both.
+            loop.wakeups.set(okey, min(hold, plan.wake_at or hold))
+            return None
+        self._starting.pop(key, None)
         return self._commit_plan(body, job, plan, now)
 
     def _parent(self, namespace: str, name: str) -> lifecycle.ParentView | None:
@@ -338,10 +349,19 @@ class JobHandler:
             await self._commit(entry.body, job, entry.plan, entry.plan.status, now)
             return
         self.loop.store.put_pod(pod)
-        status = lifecycle.started(
-            entry.plan.status, job.spec, entry.attempt, pod["metadata"]["name"], now
-        )
-        await self._commit(entry.body, job, entry.plan, status, now)
+        plan = entry.plan
+        if plan.events or plan.finished_attempts or plan.retry_scheduled:
+            # The plan has more to say (an earlier attempt's end): written with the start.
+            name = pod["metadata"]["name"]
+            status = lifecycle.started(plan.status, job.spec, entry.attempt, name, now)
+            await self._commit(entry.body, job, plan, status, now)
+        else:
+            # The start is written by the decision on the stored pod, made once this work is
+            # done, and not before `start_write_delay`: a pod that ends by then (or while that
+            # write waits for the rate limiter, see Loop.send) costs one status write, its end.
+            # The Job controller batches a job's pod events for a second likewise.
+            self._starting[key] = now + self.loop.settings.start_write_delay
+            self.loop.decide_again(okey)
         metrics.ATTEMPTS_STARTED.labels(job.namespace, job.spec.queue).inc()
         wait = max(0.0, (now - entry.candidate.ready_at).total_seconds())
         metrics.QUEUE_WAIT.labels(job.namespace, job.spec.queue).observe(wait)

@@ -10,11 +10,11 @@ operator serves every namespace (a namespaced install has no cluster-wide read r
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar, cast
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import aiohttp
 from kubernetes_asyncio import client, config
@@ -22,15 +22,16 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from stoker import __version__
 from stoker.api.models import GROUP, VERSION
+from stoker.kube.http import JSON, MERGE_PATCH, Http
 from stoker.kube.leader import Fence
 from stoker.metrics import API_WRITES
 from stoker.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MERGE_PATCH = "application/merge-patch+json"
 USER_AGENT = f"stoker-operator/{__version__}"
 PAGE_SIZE = 500
+CORE = frozenset({"pods", "events"})
 
 
 class RateLimiter:
@@ -52,6 +53,14 @@ class RateLimiter:
                 self._last = time.monotonic()
                 self._tokens = 1
             self._tokens -= 1
+
+    def refund(self) -> None:
+        """Give back a token taken for a write that was not sent."""
+        self._tokens = min(self.burst, self._tokens + 1)
+
+
+# Set in a task that took its next write's token from the limiter already (Loop.send).
+prepaid: ContextVar[bool] = ContextVar("prepaid", default=False)
 
 
 def user_agent(identity: str) -> str:
@@ -77,11 +86,23 @@ class Listing:
         self.version = 0
 
 
+def path(plural: str, namespace: str | None = None, name: str | None = None) -> str:
+    """The API path of a collection or an object (pods and events are core, the rest ours)."""
+    base = "/api/v1" if plural in CORE else f"/apis/{GROUP}/{VERSION}"
+    if namespace is not None:
+        base += f"/namespaces/{namespace}"
+    base += f"/{plural.split('/')[0]}"
+    if name is not None:
+        base += f"/{name}"
+        if "/" in plural:
+            base += "/" + plural.split("/", 1)[1]
+    return base
+
+
 class Kube:
     def __init__(self, api: client.ApiClient, settings: Settings, fence: Fence | None = None):
         self.api = api
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
+        self.http = Http(api)
         self.limiter = RateLimiter(settings.api_qps, settings.api_burst)
         self.namespaces = settings.namespaces
         self.timeout = settings.request_timeout.total_seconds()
@@ -89,11 +110,37 @@ class Kube:
         self.fence = fence
 
     async def _write(self, verb: str, resource: str, call: Callable[[], Awaitable[T]]) -> T:
-        await self.limiter.acquire()
+        if prepaid.get():
+            prepaid.set(False)
+        else:
+            await self.limiter.acquire()
         if self.fence is not None:
             self.fence.check()  # after the limiter's wait: the lease may have lapsed meanwhile
         API_WRITES.labels(verb=verb, resource=resource).inc()
         return await call()
+
+    async def _send(
+        self,
+        verb: str,
+        plural: str,
+        namespace: str,
+        name: str | None = None,
+        body: Any = None,
+        content_type: str = JSON,
+    ) -> Any:
+        """One write: limited, fenced, counted."""
+        method = {"create": "POST", "patch": "PATCH", "delete": "DELETE"}[verb]
+        return await self._write(
+            verb,
+            plural,
+            lambda: self.http.request(
+                method,
+                path(plural, namespace, name),
+                body=body,
+                content_type=content_type,
+                seconds=self.timeout,
+            ),
+        )
 
     # ------------------------------------------------------------------ reads
 
@@ -102,61 +149,38 @@ class Kube:
         list across namespaces, or one per served namespace."""
         listing = Listing()
         for namespace in self.namespaces or (None,):
-            version = await self._list(plural, label_selector, namespace, listing.items)
+            version = await self.list_into(plural, label_selector, namespace, listing.items)
             # Compared with held objects to find deletions the watch missed: the oldest wins.
             listing.version = version if not listing.version else min(listing.version, version)
         return listing
 
-    async def _list(
+    async def list_into(
         self, plural: str, label_selector: str, namespace: str | None, into: list[dict[str, Any]]
     ) -> int:
-        cont: str | None = None
+        """Append the objects of one namespace (None: all), page by page, to `into`; the
+        list's resourceVersion."""
+        query = {"limit": str(PAGE_SIZE)}
+        if label_selector:
+            query["labelSelector"] = label_selector
         while True:
-            kwargs: dict[str, Any] = {
-                "limit": PAGE_SIZE,
-                "label_selector": label_selector,
-                "_request_timeout": self.timeout,
-                "_preload_content": False,
-            }
-            if cont:
-                kwargs["_continue"] = cont
-            if plural == "pods" and namespace is None:
-                call = self.core.list_pod_for_all_namespaces(**kwargs)
-            elif namespace is None:
-                call = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
-            elif plural == "pods":
-                call = self.core.list_namespaced_pod(namespace, **kwargs)
-            else:
-                call = self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, **kwargs
-                )
-            page = await _json(call)
-            into.extend(page.get("items", []))
+            page = await self.http.request(
+                "GET", path(plural, namespace), query=query, seconds=self.timeout
+            )
+            into.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
-            cont = meta.get("continue")
-            if not cont:
+            if not meta.get("continue"):
                 return int(meta.get("resourceVersion") or 0)
+            query["continue"] = meta["continue"]
 
     # ------------------------------------------------------------------ writes
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any] | None:
-        """Merge-patch .status; None when the object is gone."""
+        """Merge-patch .status (CRDs take no strategic merge); None when the object is gone."""
         try:
-            result: dict[str, Any] = await self._write(
-                "patch",
-                f"{plural}/status",
-                lambda: self.custom.patch_namespaced_custom_object_status(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    plural,
-                    name,
-                    {"status": dict(status)},
-                    _content_type=MERGE_PATCH,  # type: ignore[call-arg]  # CRDs take no SMP
-                    _request_timeout=self.timeout,
-                ),
+            result: dict[str, Any] = await self._send(
+                "patch", f"{plural}/status", namespace, name, {"status": status}, MERGE_PATCH
             )
             return result
         except ApiException as e:
@@ -167,13 +191,7 @@ class Kube:
     async def create_object(self, plural: str, namespace: str, body: Mapping[str, Any]) -> bool:
         """Create a custom object; False when one of that name already exists."""
         try:
-            await self._write(
-                "create",
-                plural,
-                lambda: self.custom.create_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, dict(body), _request_timeout=self.timeout
-                ),
-            )
+            await self._send("create", plural, namespace, body=body)
             return True
         except ApiException as e:
             if e.status == 409:
@@ -185,24 +203,8 @@ class Kube:
     ) -> None:
         """Delete a custom object (its pods follow by garbage collection). The uid
         precondition keeps a stale decision from deleting a newer object of the same name."""
-        body = client.V1DeleteOptions(
-            propagation_policy="Background",
-            preconditions=client.V1Preconditions(uid=uid) if uid else None,
-        )
         try:
-            await self._write(
-                "delete",
-                plural,
-                lambda: self.custom.delete_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    plural,
-                    name,
-                    body=body,
-                    _request_timeout=self.timeout,
-                ),
-            )
+            await self._send("delete", plural, namespace, name, _delete_options(uid, "Background"))
         except ApiException as e:
             if e.status not in (404, 409):
                 raise
@@ -214,39 +216,20 @@ class Kube:
         returned instead, so a restarted operator adopts its pod rather than making another."""
         name = body["metadata"]["name"]
         try:
-            pod = await self._write(
-                "create",
-                "pods",
-                lambda: _json(
-                    self.core.create_namespaced_pod(
-                        namespace,
-                        cast(Any, dict(body)),
-                        _preload_content=False,
-                        _request_timeout=self.timeout,
-                    )
-                ),
-            )
-            return pod, True
+            return await self._send("create", "pods", namespace, body=body), True
         except ApiException as e:
             if e.status != 409:
                 raise
-        existing = self.core.read_namespaced_pod(
-            name, namespace, _preload_content=False, _request_timeout=self.timeout
+        existing = await self.http.request(
+            "GET", path("pods", namespace, name), seconds=self.timeout
         )
-        return await _json(existing), False
+        return existing, False
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete one attempt's pod (gone already is fine); the uid precondition spares a
         newer pod of the same name."""
-        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
         try:
-            await self._write(
-                "delete",
-                "pods",
-                lambda: self.core.delete_namespaced_pod(
-                    name, namespace, body=body, _request_timeout=self.timeout
-                ),
-            )
+            await self._send("delete", "pods", namespace, name, _delete_options(uid))
         except ApiException as e:
             if e.status not in (404, 409):
                 raise
@@ -276,13 +259,7 @@ class Kube:
             "reportingInstance": USER_AGENT,
         }
         try:
-            await self._write(
-                "create",
-                "events",
-                lambda: self.core.create_namespaced_event(
-                    meta["namespace"], cast(Any, event), _request_timeout=self.timeout
-                ),
-            )
+            await self._send("create", "events", meta["namespace"], body=event)
         except (ApiException, OSError, TimeoutError, aiohttp.ClientError) as e:
             # An Event is a courtesy: losing one must never stall a job.
             log.warning(
@@ -294,21 +271,10 @@ class Kube:
             )
 
 
-async def _json(call: Awaitable[Any]) -> dict[str, Any]:
-    """The body of a core API call made with _preload_content=False, as plain JSON.
-
-    The generated client would build typed model objects from every pod and the loop
-    would turn them back into dicts: pure-Python work on the event loop for each attempt.
-    Without preloading, the client also leaves the status check to us.
-    """
-    response = await call
-    try:
-        data = await response.read()
-    finally:
-        response.release()
-    if not 200 <= response.status <= 299:
-        error = ApiException(status=response.status, reason=response.reason)
-        error.body = data.decode("utf-8", "replace")
-        raise error
-    result: dict[str, Any] = json.loads(data)
-    return result
+def _delete_options(uid: str | None, propagation: str | None = None) -> dict[str, Any]:
+    options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+    if uid:
+        options["preconditions"] = {"uid": uid}
+    if propagation:
+        options["propagationPolicy"] = propagation
+    return options
