@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 ObjKey = tuple[Kind, str, str]
 PARALLEL_WRITES = 32
+# A pass over many objects (the first, after startup) yields to the event loop this often.
+YIELD_EVERY = 200
 # The loop completes an (empty) pass at least this often, so its heartbeat says it is alive.
 IDLE_TICK = 5.0
 # A relist is taken as over (and the state resynced) after this long without relist events.
@@ -74,6 +76,8 @@ class Loop:
         # Set once prime() has loaded everything; a relist after that pauses dispatch.
         self.primed = False
         self._resync_timer: asyncio.TimerHandle | None = None
+        # (plural, namespace or None) of every listing completed by a watch (see on_object).
+        self.listed: set[tuple[str, str | None]] = set()
         # The resourceVersion of each startup list (plural -> version): the informers' start.
         self.versions: dict[str, int] = {}
         self._relists = 0  # relist events seen: a resync lifts the pause only if none came since
@@ -96,8 +100,9 @@ class Loop:
         self._kick.set()
 
     def on_object(self, kind: Kind, event_type: str | None, body: Body) -> None:
-        """A body seen on a watch or a list (`event_type` None: a relist's object)."""
-        if event_type is None:
+        """A body seen on a watch or a list (`event_type` None: a listed object; kopf's first
+        listing of a kind follows the loop's own, so only a later one is a relist)."""
+        if event_type is None and self._listed_before(kind.plural, body):
             self.relisting()
         body.setdefault("apiVersion", API_VERSION)  # list items carry neither
         body.setdefault("kind", kind.kind_name)
@@ -123,9 +128,11 @@ class Loop:
         if owner:
             self.mark((Kind.RECURRING, key[0], owner))
 
+    def _listed_before(self, plural: str, body: Body) -> bool:
+        namespace = body["metadata"].get("namespace")
+        return (plural, None) in self.listed or (plural, namespace) in self.listed
+
     def on_pod(self, event_type: str | None, pod: Body) -> None:
-        if event_type is None:
-            self.relisting()
         job = self.store.remove_pod(pod) if event_type == "DELETED" else self.store.put_pod(pod)
         if job is not None:
             self.mark((Kind.JOB, *job))
@@ -255,13 +262,24 @@ class Loop:
         when their watch events are in), then every job and one dispatch before any job write
         is awaited, then JobQueue figures. With `wait`, return once every write is done."""
         by_kind: dict[Kind, list[ObjKey]] = {kind: [] for kind in Kind}
+        finished: list[ObjKey] = []
         for key in keys:
-            if not self.held_back(key):
+            if self.held_back(key):
+                continue
+            if key[0] is Kind.JOB and self.store.finished((key[1], key[2])):
+                finished.append(key)  # after dispatch: nothing of theirs starts a pod
+            else:
                 by_kind[key[0]].append(key)
         await self.recurring.reconcile(by_kind[Kind.RECURRING])
-        for key in by_kind[Kind.JOB]:
+        for n, key in enumerate(by_kind[Kind.JOB], 1):
             self.jobs.decide(key)
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let events, probes and writes through a long pass
         self.jobs.dispatch()
+        for n, key in enumerate(finished, 1):
+            self.jobs.decide(key)
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         if wait:
             await self.drain()
         await self.queues.sync({(ns, name) for _, ns, name in by_kind[Kind.QUEUE]})

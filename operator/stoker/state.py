@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from stoker.api.models import (
+    ANNOTATION_REQUEUE,
     DEFAULT_QUEUE,
     LABEL_ATTEMPT,
     LABEL_JOB_NAME,
@@ -23,6 +24,8 @@ from stoker.api.models import (
 )
 
 Key = tuple[str, str]  # (namespace, name)
+FINISHED = frozenset({"Succeeded", "Failed"})
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 Body = dict[str, Any]
 
 
@@ -61,6 +64,29 @@ def _lean(body: Body) -> Body:
     """The body without metadata.managedFields: never read, and half of a job's memory. In
     place: every body the store gets is the operator's own (kopf's are copied when fed)."""
     body["metadata"].pop("managedFields", None)
+    return body
+
+
+def _lean_job(body: Body) -> Body:
+    """A job, and for a finished one only what its decisions still read (TTL, continuations,
+    its RecurringJob's history, metrics, a requeue): its pod template, task arguments and
+    kubectl's copy of the manifest go. The store may hold tens of thousands of finished jobs.
+    A requeue brings the whole body back with the event that carries its token."""
+    _lean(body)
+    status = body.get("status") or {}
+    if status.get("phase") not in FINISHED:
+        return body
+    meta, spec = body["metadata"], body.get("spec") or {}
+    annotations = meta.get("annotations") or {}
+    if annotations.get(ANNOTATION_REQUEUE, status.get("requeueToken")) != status.get(
+        "requeueToken"
+    ):
+        return body  # a requeue to act on: its next attempt needs everything
+    annotations.pop(LAST_APPLIED, None)
+    spec.pop("template", None)
+    task = spec.get("task")
+    if isinstance(task, dict):
+        task.pop("args", None)
     return body
 
 
@@ -123,7 +149,7 @@ class Store:
             return False
         if held is not None and kind is Kind.JOB:
             self._unindex(key, held)
-        self.objects[kind][key] = _lean(body)
+        self.objects[kind][key] = _lean_job(body) if kind is Kind.JOB else _lean(body)
         if kind is Kind.JOB:
             self._index(key, body)
         return True
@@ -157,6 +183,11 @@ class Store:
         if owner:
             self.runs[key[0], owner].discard(key)
         self.by_queue[key[0], queue_of(body)].discard(key)
+
+    def finished(self, key: Key) -> bool:
+        """Whether the job `key` has a final status (Succeeded or Failed)."""
+        body = self.jobs.get(key)
+        return body is not None and (body.get("status") or {}).get("phase") in FINISHED
 
     def after_of(self, namespace: str, name: str) -> list[str] | None:
         """The parents of job `name`, None when there is no such job (cycle detection)."""

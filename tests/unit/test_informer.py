@@ -241,3 +241,14 @@ def test_a_kept_pod_holds_what_decisions_read_and_nothing_else() -> None:
     }  # fmt: skip
     assert set(kept["status"]) == {"phase", "startTime", "conditions", "containerStatuses"}
     assert kept["status"]["containerStatuses"][0].keys() == {"name", "state"}
+
+
+async def test_writes_and_watches_never_take_the_lease_clients_connections(
+    fake: tuple[FakeAPI, Kube],
+) -> None:
+    _, kube = fake
+    # The Lease is renewed through the generated client: a pool of writes and watches in
+    # flight must not leave its renewal waiting for a connection past the renew deadline.
+    assert kube.http.session.connector is not kube.api.rest_client.pool_manager.connector
+    assert kube.http.session.connector is not None
+    assert kube.http.session.connector.limit >= 32

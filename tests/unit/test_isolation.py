@@ -3,6 +3,7 @@ dropped after a relist, pod name conflicts, start deadlines, the leader fence.""
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Mapping
 from datetime import timedelta
@@ -358,6 +359,7 @@ async def test_no_pod_is_created_for_a_ghost_while_a_relist_is_resynced() -> Non
     queue = kube.objects["jobqueues", "ns", "q"]
     queue["spec"] = {"suspend": False}
     queue["metadata"]["generation"] = 2
+    r.listed.add(("jobqueues", None))  # the watch had listed queues before
     r.on_object(Kind.QUEUE, None, kube._bump(queue))  # the queue's relist comes first
     await settle(r)
     assert ("ns", "ghost-1") not in kube.pods
@@ -369,6 +371,19 @@ async def test_no_pod_is_created_for_a_ghost_while_a_relist_is_resynced() -> Non
     r.on_object(Kind.JOB, "ADDED", kube.add("backgroundjobs", job_body("real", queue="q")))
     await settle(r)
     assert phase(kube, "real") == "Running"
+
+
+async def test_the_watchs_first_listing_after_the_loops_own_is_no_relist() -> None:
+    """kopf lists a kind once after the loop's startup list: no pause, no resync for that."""
+    kube, clock = FakeKube(), Clock()
+    kube.add("jobqueues", queue_body("q"))
+    r = await make(kube, clock)
+    listed = copy.deepcopy(kube.objects["jobqueues", "ns", "q"])
+    r.on_object(Kind.QUEUE, None, listed)
+    assert not r.jobs.paused
+    r.listed.add(("jobqueues", None))  # that listing completed
+    r.on_object(Kind.QUEUE, None, copy.deepcopy(listed))
+    assert r.jobs.paused
 
 
 async def test_events_for_an_object_in_backoff_wait_for_its_wake_up() -> None:

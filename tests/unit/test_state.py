@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stoker.state import Kind, Store
+from stoker.state import Body, Kind, Store
 
 
 def body(name: str, rv: str, uid: str = "u1", **extra: Any) -> dict[str, Any]:
@@ -52,3 +52,45 @@ def test_continuations_are_indexed_by_parent_and_forgotten_on_delete() -> None:
 
 def test_namespaces_outside_the_served_set_are_ignored() -> None:
     assert not Store(namespaces=("shop",)).put(Kind.JOB, body("a", "1"))
+
+
+def _job(phase: str | None, annotations: dict[str, str], token: str | None = None) -> Body:
+    status: dict[str, object] = {"phase": phase}
+    if token:
+        status["requeueToken"] = token
+    return {
+        "metadata": {
+            "name": "j", "namespace": "ns", "uid": "u", "resourceVersion": "1",
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{...}", **annotations
+            },
+        },
+        "spec": {
+            "queue": "q",
+            "after": [{"name": "p"}],
+            "task": {"name": "mail.send", "args": {"to": "a@b"}},
+            "template": {"spec": {"containers": [{"name": "main", "image": "x"}]}},
+        },
+        "status": status,
+    }  # fmt: skip
+
+
+def test_a_finished_job_keeps_only_what_its_decisions_read() -> None:
+    store = Store()
+    store.put(Kind.JOB, _job("Succeeded", {}))
+    kept = store.jobs["ns", "j"]
+    assert "template" not in kept["spec"] and kept["spec"]["task"] == {"name": "mail.send"}
+    assert kept["metadata"]["annotations"] == {}
+    assert (kept["spec"]["queue"], kept["spec"]["after"]) == ("q", [{"name": "p"}])
+    assert store.children["ns", "p"] == {("ns", "j")}
+
+
+def test_a_running_job_and_a_requeued_finished_one_keep_everything() -> None:
+    for body in (
+        _job("Running", {}),
+        _job("Succeeded", {"stoker.dev/requeue": "2"}, token="1"),
+    ):
+        store = Store()
+        store.put(Kind.JOB, body)
+        kept = store.jobs["ns", "j"]
+        assert "template" in kept["spec"] and "args" in kept["spec"]["task"]

@@ -19,11 +19,14 @@ import aiohttp
 import orjson
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.client.rest import RESTClientObject
 from multidict import CIMultiDictProxy
 from yarl import URL
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+# Connections to the API server: the loop's parallel writes, Events, watches and lists.
+CONNECTIONS = 64
 # Watch events carry whole objects; the API server stores up to 1.5 MiB (etcd's limit).
 READ_BUFFER = 2**21
 
@@ -70,12 +73,14 @@ class Http:
                 self.extra["proxy_headers"] = rest.proxy_headers
         if rest.server_hostname:
             self.extra["server_hostname"] = rest.server_hostname
-        # The generated client's connector (TLS, client certificates), shared, not owned.
+        # A pool of its own, TLS and client certificates set up as the generated client's (a
+        # RESTClientObject of the same configuration, whose session is let go): writes and
+        # watches must never keep the Lease renewal (generated client) waiting for a connection.
+        pool = RESTClientObject(api.configuration, maxsize=CONNECTIONS)
+        connector = pool.pool_manager.connector
+        pool.pool_manager.detach()
         self.session = aiohttp.ClientSession(
-            connector=rest.pool_manager.connector,
-            connector_owner=False,
-            trust_env=False,
-            read_bufsize=READ_BUFFER,
+            connector=connector, trust_env=False, read_bufsize=READ_BUFFER
         )
 
     async def close(self) -> None:

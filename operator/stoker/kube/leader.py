@@ -6,6 +6,10 @@ its renew deadline. So every renewal here has a timeout, and a `Fence` remembers
 renewal succeeded: every write checks it, and a watchdog ends the process the moment the renew
 deadline passes, before the Lease expires for the standby. A replica that is not leading
 serves /healthz and /metrics (stoker_leader 0) while it waits.
+
+The election runs on a thread of its own, with its own event loop and API client: a burst of
+reconcile work (thousands of events, a startup list of 50,000 objects) on the operator's loop
+can then never hold a renewal back past its deadline.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -25,8 +30,10 @@ from stoker.settings import Settings
 
 log = logging.getLogger(__name__)
 RETRY_PERIOD = 2.0  # client-go's default: a renewal attempt every 2 s
-# The renewal and watchdog tasks, held for the life of the process.
-_tasks: set[asyncio.Task[None]] = set()
+# Set by release(): no renewal may put our name back on the Lease after that. A renewal in
+# flight holds the lock, so release() waits for it.
+_released = threading.Event()
+_renewing = threading.Lock()
 
 
 class NotLeader(RuntimeError):
@@ -67,13 +74,16 @@ class _Election(leaderelection.LeaderElection):
         self.fence, self.timeout = fence, timeout
 
     async def try_acquire_or_renew(self) -> bool:
+        if _released.is_set():
+            await asyncio.Event().wait()  # released: never renew again (the process is ending)
         started = self.fence.clock()
-        try:
-            ok = bool(await asyncio.wait_for(super().try_acquire_or_renew(), self.timeout))
-        except Exception as e:  # a timeout, a dropped connection, an API error
-            log.warning("lease renewal failed: %s", e or type(e).__name__)
-            ok = False
-        if ok:  # True only when this replica holds the Lease now
+        with _renewing:
+            try:
+                ok = bool(await asyncio.wait_for(super().try_acquire_or_renew(), self.timeout))
+            except Exception as e:  # a timeout, a dropped connection, an API error
+                log.warning("lease renewal failed: %s", e or type(e).__name__)
+                ok = False
+        if ok and not _released.is_set():  # True only when this replica holds the Lease now
             self.fence.renewed(started)
         return ok
 
@@ -84,10 +94,26 @@ def _exit(reason: str) -> None:
     os._exit(1)
 
 
-async def lead(api: ApiClient, settings: Settings, fence: Fence) -> None:
-    """Return once this replica holds the Lease. Renewal goes on in the background; when it
-    fails for the renew deadline, or its task ends, the process exits at once."""
+async def lead(settings: Settings, fence: Fence) -> None:
+    """Return once this replica holds the Lease. The election goes on on its own thread; when
+    renewal fails for the renew deadline, or the election ends, the process exits at once."""
+    loop = asyncio.get_running_loop()
     leading = asyncio.Event()
+
+    def elect() -> None:
+        asyncio.run(_elect(settings, fence, lambda: loop.call_soon_threadsafe(leading.set)))
+        if not _released.is_set():
+            _exit("the leader election ended")
+
+    threading.Thread(target=elect, name="stoker-lease", daemon=True).start()
+    await leading.wait()
+
+
+async def _elect(settings: Settings, fence: Fence, notify: Callable[[], object]) -> None:
+    # Imported here: stoker.kube.api imports this module (the fence).
+    from stoker.kube.api import new_api_client
+
+    api = await new_api_client(settings.identity)
 
     async def started() -> None:
         log.info(
@@ -97,11 +123,12 @@ async def lead(api: ApiClient, settings: Settings, fence: Fence) -> None:
             settings.lease_name,
         )
         metrics.LEADER.set(1)
-        leading.set()
-        await asyncio.Event().wait()  # hold the lead until renewal fails
+        notify()
+        await _watch(fence)  # hold the lead until the renew deadline passes
 
     async def stopped() -> None:
-        _exit(f"{settings.identity} lost the lease")
+        if not _released.is_set():
+            _exit(f"{settings.identity} lost the lease")
 
     # Whole seconds: the Lease's leaseDurationSeconds is an integer.
     duration = max(3, int(settings.lease_duration.total_seconds()))
@@ -117,21 +144,13 @@ async def lead(api: ApiClient, settings: Settings, fence: Fence) -> None:
         fence,
         timeout=min(settings.request_timeout.total_seconds(), fence.renew_deadline / 2),
     )
-    task = asyncio.create_task(election.run())
-    task.add_done_callback(_election_ended)
-    _tasks.add(task)
-    await leading.wait()
-    _tasks.add(asyncio.create_task(_watch(fence)))
-
-
-def _election_ended(task: asyncio.Task[None]) -> None:
-    _exit("the leader election ended")
+    await election.run()
 
 
 async def _watch(fence: Fence) -> None:
     """End the process the moment the renew deadline passes without a renewal."""
     while True:
-        if fence.expired():
+        if fence.expired() and not _released.is_set():
             _exit("the lease was not renewed within the renew deadline")
         await asyncio.sleep(0.25)
 
@@ -144,10 +163,8 @@ async def release(api: ApiClient, settings: Settings, fence: Fence) -> None:
         return
     fence.renewed_at = None
     metrics.LEADER.set(0)
-    # No renewal may put our name back after the release; ending them is no reason to exit.
-    for task in _tasks:
-        task.remove_done_callback(_election_ended)
-        task.cancel()
+    _released.set()
+    await asyncio.to_thread(_wait_for_renewal)
     leases = CoordinationV1Api(api)
     timeout = settings.request_timeout.total_seconds()
     try:
@@ -164,6 +181,12 @@ async def release(api: ApiClient, settings: Settings, fence: Fence) -> None:
         log.info("%s released the lease", settings.identity)
     except Exception as e:  # the standby still takes over when the Lease expires
         log.warning("releasing the lease failed: %s", e)
+
+
+def _wait_for_renewal() -> None:
+    """Wait until no renewal is in flight (none starts after `_released`)."""
+    with _renewing:
+        pass
 
 
 def renew_deadline(settings: Settings) -> float:
