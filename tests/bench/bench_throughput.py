@@ -396,7 +396,11 @@ def figures(pids: dict[str, int]) -> list[Figure]:
         ),
         (
             "stoker_api_writes_total/job",
-            lambda p: sum(p.metrics.values()) / p.n if p.metrics is not None else None,
+            lambda p: (
+                sum(p.metrics.values()) / p.n
+                if p.kind is STOKER and p.metrics is not None
+                else None
+            ),
             ".2f",
         ),
         ("failed jobs", lambda p: float(p.failed), ".0f"),
