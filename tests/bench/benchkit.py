@@ -276,3 +276,53 @@ def percentile(values: Iterable[float], p: float) -> float:
     """Nearest-rank percentile (of at least one value)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+# ---------------------------------------------------------------- processes and all writes
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process so far (/proc/<pid>/stat utime + stime)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # Fields after the command name (which may hold spaces) start at field 3, the state.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def component_pids(cluster: Cluster) -> dict[str, int]:
+    """The control plane's processes (etcd, kube-apiserver, kube-controller-manager,
+    kube-scheduler, kwok-controller) by name, from kwokctl's pid files."""
+    pids = cluster.kubeconfig.parent / "pids"
+    return {f.stem: int(f.read_text().strip()) for f in sorted(pids.glob("*.pid"))}
+
+
+def process_args(pid: int) -> list[str]:
+    """A process's command line."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def agent_of(user_agent: str) -> str:
+    """A short name for a client: "kube-controller-manager/v1.34.4 (linux/amd64)
+    kubernetes/abc/job-controller" -> "kube-controller-manager/job-controller", "kopf/1.x" ->
+    "kopf"."""
+    words = user_agent.split(" ")
+    name = words[0].split("/")[0]
+    tail = words[-1].split("/") if len(words) > 1 else []
+    return f"{name}/{tail[-1]}" if len(tail) >= 3 else name
+
+
+def audit_writes_by_agent(cluster: Cluster, namespace: str) -> Counter[str]:
+    """Every client's writes in `namespace` from the audit log, by "agent verb resource"."""
+    assert cluster.audit_log is not None, "the benchmarks start their own cluster"
+    writes: Counter[str] = Counter()
+    with cluster.audit_log.open("rb") as f:
+        for raw in f:
+            entry = json.loads(raw)
+            ref = entry.get("objectRef") or {}
+            if ref.get("namespace") != namespace:
+                continue
+            resource = ref.get("resource", "") + (
+                f"/{ref['subresource']}" if ref.get("subresource") else ""
+            )
+            writes[f"{agent_of(entry.get('userAgent', ''))} {entry['verb']} {resource}"] += 1
+    return writes
