@@ -276,3 +276,25 @@ def percentile(values: Iterable[float], p: float) -> float:
     """Nearest-rank percentile (of at least one value)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+# ---------------------------------------------------------------- a cluster without an operator
+
+
+@contextmanager
+def bench_control_plane(name: str) -> Iterator[Cluster]:
+    """A fresh cluster stoker-bench-NAME-PID with the CRDs and no operator (the benchmark
+    starts its own, when it wants); stopped on the way out like bench_cluster's."""
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    cluster: Cluster | None = None
+    try:
+        cluster = start_cluster(f"stoker-bench-{name}-{os.getpid()}")
+        apply_crds(cluster)
+        yield cluster
+    except KeyboardInterrupt:
+        print("interrupted; cleaning up", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        if cluster is not None:
+            stop_cluster(cluster)
+        signal.signal(signal.SIGTERM, previous)
