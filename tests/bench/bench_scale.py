@@ -361,6 +361,10 @@ class Round:
     log: Path
 
 
+class OperatorExited(RuntimeError):
+    """The operator ended before it was measured (its last log line says why)."""
+
+
 class PodArrivals:
     """When each pod's ADDED event arrived (time.monotonic)."""
 
@@ -435,7 +439,11 @@ def operator_round(
         def arrived(pod: str) -> bool:
             watch.check()
             if operator.proc is not None and operator.proc.poll() is not None:
-                raise RuntimeError(f"the operator exited; see {log}")
+                last = log.read_text(errors="replace").strip().splitlines()[-1:]
+                raise OperatorExited(
+                    f"[{label}] the operator exited {time.monotonic() - t0:.0f} s after its "
+                    f"start: {' '.join(last)}"
+                )
             with watch.lock:
                 return pod in pods.added
 
@@ -499,8 +507,13 @@ def spread(values: list[float], fmt: str = "{:.1f}") -> str:
     return f"{fmt.format(middle)} ({fmt.format(low)}-{fmt.format(high)})"
 
 
-def report(loaded: Loaded, rounds: list[Round], baseline: Round | None) -> None:
+def report(loaded: Loaded, rounds: list[Round], baseline: Round | None, exits: list[str]) -> None:
     print()
+    for line in exits:
+        print(line)
+    if not rounds:
+        print("no operator round got as far as its first decision: no figures")
+        return
     objects = loaded.jobs + loaded.recurring
     print(
         f"loaded: {loaded.jobs} BackgroundJobs ({dict(loaded.phases)}), {loaded.recurring} "
@@ -612,11 +625,18 @@ def main() -> int:
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the operator round on the empty cluster"
     )
+    parser.add_argument(
+        "--stall-after",
+        help="operator STOKER_STALL_AFTER (default: the operator's, 60s): it exits when a kind "
+        "is not watched this long after it leads, i.e. when its first listing is that slow",
+    )
     add_client_options(parser)
     args = parser.parse_args()
     n_jobs = args.jobs if args.jobs is not None else (5000 if args.small else 50_000)
     n_recurring = args.recurring if args.recurring is not None else (100 if args.small else 1000)
     env = client_env(args.qps, args.burst)
+    if args.stall_after:
+        env["STOKER_STALL_AFTER"] = args.stall_after
 
     header(sys.argv[1:])
     with bench_control_plane("scale") as cluster:
@@ -624,11 +644,16 @@ def main() -> int:
         if not args.no_baseline:
             baseline = operator_round(cluster, "empty cluster", env, 0, args.settle)
         loaded = load(cluster, n_jobs, n_recurring, args.namespaces, args.pods, args.threads)
-        rounds = [
-            operator_round(cluster, f"round {r + 1}", env, args.probes, args.settle)
-            for r in range(args.rounds)
-        ]
-        report(loaded, rounds, baseline)
+        rounds, exits = [], []
+        for r in range(args.rounds):
+            try:
+                rounds.append(
+                    operator_round(cluster, f"round {r + 1}", env, args.probes, args.settle)
+                )
+            except OperatorExited as e:
+                print(e, flush=True)
+                exits.append(str(e))
+        report(loaded, rounds, baseline, exits)
     return 0
 
 
