@@ -326,3 +326,25 @@ def audit_writes_by_agent(cluster: Cluster, namespace: str) -> Counter[str]:
             )
             writes[f"{agent_of(entry.get('userAgent', ''))} {entry['verb']} {resource}"] += 1
     return writes
+
+
+# ---------------------------------------------------------------- a cluster without an operator
+
+
+@contextmanager
+def bench_control_plane(name: str) -> Iterator[Cluster]:
+    """A fresh cluster stoker-bench-NAME-PID with the CRDs and no operator (the benchmark
+    starts its own, when it wants); stopped on the way out like bench_cluster's."""
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    cluster: Cluster | None = None
+    try:
+        cluster = start_cluster(f"stoker-bench-{name}-{os.getpid()}")
+        apply_crds(cluster)
+        yield cluster
+    except KeyboardInterrupt:
+        print("interrupted; cleaning up", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        if cluster is not None:
+            stop_cluster(cluster)
+        signal.signal(signal.SIGTERM, previous)
