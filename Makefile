@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help run run-process images test test-unit lint lock crds check-crds api-docs \
         check-api-docs control-plane up down bench-scheduled \
-        bench-writes bench-recurring bench-queue bench-realnode clean
+        bench-writes bench-recurring bench-queue bench-throughput bench-scale bench-realnode clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -87,6 +87,18 @@ bench-recurring: .venv/.synced control-plane  ## 200 RecurringJobs vs 200 CronJo
 
 bench-queue: .venv/.synced control-plane  ## 2,000 jobs through a queue of concurrency 50
 	$(PY) tests/bench/bench_queue.py
+
+bench-throughput: .venv/.synced control-plane  ## Jobs vs BackgroundJobs side by side: jobs/s, CPU and writes per job
+	$(PY) tests/bench/bench_throughput.py
+
+bench-scale: .venv/.synced control-plane  ## 50,000 finished jobs + 1,000 RecurringJobs: RSS, startup, create->pod
+	$(PY) tests/bench/bench_scale.py
+
+bench-throughput: .venv/.synced control-plane  ## Jobs vs BackgroundJobs side by side: jobs/s, CPU and writes per job
+	$(PY) tests/bench/bench_throughput.py
+
+bench-scale: .venv/.synced control-plane  ## 50,000 finished jobs + 1,000 RecurringJobs: RSS, startup, create->pod
+	$(PY) tests/bench/bench_scale.py
 
 bench-realnode: .venv/.synced control-plane  ## real node: created->container started p50/p99, failover time
 	$(PY) tests/bench/bench_realnode.py
