@@ -26,8 +26,8 @@ class Settings:
     # ttlAfterFinished for jobs that do not set one; None = keep finished jobs.
     default_ttl_after_finished: timedelta | None = None
     # Client-side rate limit for API writes, so that benchmarks compare like with like.
-    api_qps: float = 50.0
-    api_burst: int = 100
+    api_qps: float = 100.0
+    api_burst: int = 200
     metrics_port: int = 8080
     health_port: int = 8081
     # Leader election: only the Lease holder reconciles (HA = 2 replicas).
@@ -57,8 +57,8 @@ class Settings:
             namespaces=tuple(n for n in e.get("STOKER_NAMESPACES", "").split(",") if n.strip()),
             max_running=_int_or_none(e.get("STOKER_MAX_RUNNING")),
             default_ttl_after_finished=parse_duration(ttl) if ttl else None,
-            api_qps=float(e.get("STOKER_API_QPS", "50")),
-            api_burst=int(e.get("STOKER_API_BURST", "100")),
+            api_qps=float(e.get("STOKER_API_QPS", "100")),
+            api_burst=int(e.get("STOKER_API_BURST", "200")),
             metrics_port=int(e.get("STOKER_METRICS_PORT", "8080")),
             health_port=int(e.get("STOKER_HEALTH_PORT", "8081")),
             leader_election=e.get("STOKER_LEADER_ELECTION", "true").lower() == "true",
