@@ -332,6 +332,9 @@ class Loop:
                         return
                     prepaid.set(True)
                 await self.guard(key, work)
+                if prepaid.get():  # the decision wrote nothing (no change): the token goes back
+                    prepaid.set(False)
+                    self.kube.limiter.refund()
 
         self._busy.add(key)
         task = asyncio.create_task(limited())

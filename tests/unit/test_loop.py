@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stoker.kube.api import Listing, RateLimiter
+from stoker.kube.api import Listing, RateLimiter, prepaid
 from stoker.loop import Loop
 from stoker.settings import Settings
 from stoker.state import Kind
@@ -27,6 +27,13 @@ class FakeKube:
         self.writes: list[tuple[str, str]] = []
         self._rv = itertools.count(1)
         self.limiter = RateLimiter(1e6, 10**6)  # no wait unless a test gates it
+
+    async def _spend(self) -> None:
+        """A write's token, as Kube._write takes it (prepaid by Loop.send, or from the limiter)."""
+        if prepaid.get():
+            prepaid.set(False)
+        else:
+            await self.limiter.acquire()
 
     def _bump(self, body: dict[str, Any]) -> dict[str, Any]:
         body["metadata"]["resourceVersion"] = str(next(self._rv))
@@ -54,6 +61,7 @@ class FakeKube:
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any] | None:
+        await self._spend()
         self.writes.append(("patch", f"{plural}/status"))
         body = self.objects.get((plural, namespace, name))
         if body is None:
@@ -65,6 +73,7 @@ class FakeKube:
     async def create_pod(
         self, namespace: str, body: Mapping[str, Any]
     ) -> tuple[dict[str, Any], bool]:
+        await self._spend()
         self.writes.append(("create", "pods"))
         key = (namespace, body["metadata"]["name"])
         if key in self.pods:
@@ -75,6 +84,7 @@ class FakeKube:
         return self._bump(pod), True
 
     async def create_object(self, plural: str, namespace: str, body: Mapping[str, Any]) -> bool:
+        await self._spend()
         self.writes.append(("create", plural))
         if (plural, namespace, body["metadata"]["name"]) in self.objects:
             return False
@@ -84,16 +94,19 @@ class FakeKube:
     async def delete_object(
         self, plural: str, namespace: str, name: str, uid: str | None = None
     ) -> None:
+        await self._spend()
         self.writes.append(("delete", plural))
         self.objects.pop((plural, namespace, name), None)
 
     async def post_event(
         self, involved: Mapping[str, Any], type_: str, reason: str, message: str, now_text: str
     ) -> None:
+        await self._spend()
         self.writes.append(("create", "events"))
         self.events.append((involved["metadata"]["name"], reason))
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        await self._spend()
         self.writes.append(("delete", "pods"))
         self.pods.pop((namespace, name), None)
 
@@ -345,3 +358,29 @@ async def test_a_waiting_job_still_reports_a_spec_change() -> None:
     await settle(r)
     status = kube.objects["backgroundjobs", "ns", "b"]["status"]
     assert (status["reason"], status["observedGeneration"]) == ("QueueFull", 2)
+
+
+class CountingLimiter(RateLimiter):
+    def __init__(self) -> None:
+        super().__init__(1e6, 10**6)
+        self.taken = 0
+
+    async def acquire(self) -> None:
+        self.taken += 1
+        await super().acquire()
+
+    def refund(self) -> None:
+        self.taken -= 1
+        super().refund()
+
+
+async def test_a_decision_that_writes_nothing_spends_no_token() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.limiter = limiter = CountingLimiter()
+    kube.add("backgroundjobs", job("held", startAfter="1h"))
+    r = await make(kube, clock)
+    for _ in range(4):  # decided again and again: Scheduled once, then nothing changes
+        r.mark((Kind.JOB, "ns", "held"))
+        await settle(r)
+    assert phase(kube, "held") == "Scheduled"
+    assert limiter.taken == len(kube.writes) == 1
