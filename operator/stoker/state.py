@@ -93,12 +93,19 @@ def _lean_job(body: Body) -> Body:
 # What decisions read of a pod (lifecycle.pod_view, the pod's uid for deletes); a pod is kept
 # for every attempt of every job, so the rest (spec, image ids, most of its status) is dropped.
 POD_META = ("name", "namespace", "uid", "labels", "creationTimestamp", "resourceVersion")
-POD_STATUS = ("phase", "reason", "message", "startTime", "conditions")
+POD_STATUS = ("phase", "reason", "message", "startTime")
 
 
 def lean_pod(pod: Body) -> Body:
     meta, status = pod["metadata"], pod.get("status") or {}
     kept: Body = {k: status[k] for k in POD_STATUS if k in status}
+    unscheduled = [
+        c
+        for c in status.get("conditions") or []
+        if c.get("type") == "PodScheduled" and c.get("status") == "False"
+    ]
+    if unscheduled:
+        kept["conditions"] = unscheduled
     if status.get("containerStatuses"):
         kept["containerStatuses"] = [
             {"name": cs.get("name"), "state": {"terminated": cs["state"]["terminated"]}}
@@ -106,6 +113,13 @@ def lean_pod(pod: Body) -> Body:
             if (cs.get("state") or {}).get("terminated")
         ]
     return {"metadata": {k: meta[k] for k in POD_META if k in meta}, "status": kept}
+
+
+def _same_but_version(a: Body, b: Body) -> bool:
+    return a["status"] == b["status"] and {**a["metadata"], "resourceVersion": None} == {
+        **b["metadata"],
+        "resourceVersion": None,
+    }
 
 
 def resource_version(body: Mapping[str, Any]) -> int:
@@ -217,7 +231,9 @@ class Store:
         held = self.pods[uid].get(attempt)
         if held is not None and resource_version(held) >= resource_version(pod):
             return None
-        self.pods[uid][attempt] = lean_pod(pod)
+        kept = self.pods[uid][attempt] = lean_pod(pod)
+        if held is not None and _same_but_version(held, kept):
+            return None  # a change no decision reads (its binding, an IP, a probe): no pass
         return pod["metadata"]["namespace"], name
 
     def remove_pod(self, pod: Mapping[str, Any]) -> Key | None:

@@ -239,7 +239,7 @@ def test_a_kept_pod_holds_what_decisions_read_and_nothing_else() -> None:
     assert set(kept["metadata"]) == {
         "name", "namespace", "uid", "resourceVersion", "creationTimestamp", "labels"
     }  # fmt: skip
-    assert set(kept["status"]) == {"phase", "startTime", "conditions", "containerStatuses"}
+    assert set(kept["status"]) == {"phase", "startTime", "containerStatuses"}
     assert kept["status"]["containerStatuses"][0].keys() == {"name", "state"}
 
 

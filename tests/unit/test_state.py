@@ -94,3 +94,32 @@ def test_a_running_job_and_a_requeued_finished_one_keep_everything() -> None:
         store.put(Kind.JOB, body)
         kept = store.jobs["ns", "j"]
         assert "template" in kept["spec"] and "args" in kept["spec"]["task"]
+
+
+def _pod(rv: str, **status: Any) -> Body:
+    labels = {"stoker.dev/job-uid": "u", "stoker.dev/job-name": "j", "stoker.dev/attempt": "1"}
+    return {
+        "metadata": {"name": "j-1", "namespace": "ns", "uid": "p", "resourceVersion": rv,
+                     "labels": labels},
+        "spec": {"nodeName": status.pop("node", None)},
+        "status": status,
+    }  # fmt: skip
+
+
+def test_a_pod_change_no_decision_reads_wakes_no_job() -> None:
+    store = Store()
+    assert store.put_pod(_pod("1", phase="Pending")) == ("ns", "j")
+    bound = _pod("2", phase="Pending", node="n1", podIP="10.0.0.9",
+                 conditions=[{"type": "PodScheduled", "status": "True"}])  # fmt: skip
+    assert store.put_pod(bound) is None
+    assert store.pods["u"][1]["metadata"]["resourceVersion"] == "2"
+    unschedulable = _pod(
+        "3",
+        phase="Pending",
+        conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
+    )
+    assert store.put_pod(unschedulable) == ("ns", "j")
+    assert store.put_pod(_pod("4", phase="Running", startTime="2026-01-01T00:00:00Z")) == (
+        "ns",
+        "j",
+    )
