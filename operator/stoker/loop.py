@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from aiohttp import ClientError
@@ -140,13 +141,13 @@ class Loop:
     async def prime(self) -> None:
         """Load everything before the first pass, so no decision is made on a partial view."""
         for kind in Kind:
-            listing = await self.kube.list_all(kind.plural)
-            for body in listing.items:
-                self.on_object(kind, None, body)
+            listing = await self.kube.list_all(
+                kind.plural, each=partial(self.on_object, kind, None)
+            )
             self.versions[kind.plural] = listing.version
-        listing = await self.kube.list_all("pods", label_selector=LABEL_JOB_UID)
-        for pod in listing.items:
-            self.store.put_pod(pod)
+        listing = await self.kube.list_all(
+            "pods", label_selector=LABEL_JOB_UID, each=self.store.put_pod
+        )
         self.versions["pods"] = listing.version
         self.primed = True
 

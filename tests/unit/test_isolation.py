@@ -438,12 +438,12 @@ async def test_a_relist_that_begins_during_a_resync_keeps_the_pause() -> None:
     original = kube.list_all
     calls = 0
 
-    async def list_all(plural: str, label_selector: str = "") -> Any:
+    async def list_all(plural: str, label_selector: str = "", each: Any = None) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:
             r.relisting()  # another watch starts listing while this resync runs
-        return await original(plural, label_selector)
+        return await original(plural, label_selector, each)
 
     kube.list_all = list_all  # type: ignore[method-assign]
     await r._resync_all()

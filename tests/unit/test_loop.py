@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,7 +47,9 @@ class FakeKube:
         self.objects[plural, meta["namespace"], meta["name"]] = body
         return self._bump(body)
 
-    async def list_all(self, plural: str, label_selector: str = "") -> Listing:
+    async def list_all(
+        self, plural: str, label_selector: str = "", each: Callable[[Any], object] | None = None
+    ) -> Listing:
         listing = Listing()
         source = (
             self.pods.values()
@@ -55,6 +57,10 @@ class FakeKube:
             else [body for (p, _, _), body in self.objects.items() if p == plural]
         )
         listing.items = [copy.deepcopy(body) for body in source]
+        if each is not None:
+            for body in listing.items:
+                each(body)
+            listing.items = []
         listing.version = next(self._rv)
         return listing
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 USER_AGENT = f"stoker-operator/{__version__}"
 PAGE_SIZE = 500
+Body = dict[str, Any]
 CORE = frozenset({"pods", "events"})
 
 
@@ -144,21 +145,30 @@ class Kube:
 
     # ------------------------------------------------------------------ reads
 
-    async def list_all(self, plural: str, label_selector: str = "") -> Listing:
+    async def list_all(
+        self, plural: str, label_selector: str = "", each: Callable[[Body], object] | None = None
+    ) -> Listing:
         """Every object of a kind (pods when plural == "pods") the operator serves, paged: one
-        list across namespaces, or one per served namespace."""
+        list across namespaces, or one per served namespace. With `each`, every object goes
+        to it as its page arrives and none is kept: a startup list of 50,000 objects then
+        never sits in memory whole beside the store it fills."""
         listing = Listing()
         for namespace in self.namespaces or (None,):
-            version = await self.list_into(plural, label_selector, namespace, listing.items)
+            version = await self.list_into(plural, label_selector, namespace, listing.items, each)
             # Compared with held objects to find deletions the watch missed: the oldest wins.
             listing.version = version if not listing.version else min(listing.version, version)
         return listing
 
     async def list_into(
-        self, plural: str, label_selector: str, namespace: str | None, into: list[dict[str, Any]]
+        self,
+        plural: str,
+        label_selector: str,
+        namespace: str | None,
+        into: list[Body],
+        each: Callable[[Body], object] | None = None,
     ) -> int:
-        """Append the objects of one namespace (None: all), page by page, to `into`; the
-        list's resourceVersion."""
+        """Append the objects of one namespace (None: all), page by page, to `into` (or hand
+        each to `each`); the list's resourceVersion."""
         query = {"limit": str(PAGE_SIZE)}
         if label_selector:
             query["labelSelector"] = label_selector
@@ -166,8 +176,13 @@ class Kube:
             page = await self.http.request(
                 "GET", path(plural, namespace), query=query, seconds=self.timeout
             )
-            into.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
+            items = page.get("items") or []
+            if each is None:
+                into.extend(items)
+            else:
+                for item in items:
+                    each(item)
             if not meta.get("continue"):
                 return int(meta.get("resourceVersion") or 0)
             query["continue"] = meta["continue"]
