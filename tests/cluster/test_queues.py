@@ -337,7 +337,13 @@ def test_a_suspended_queue_starts_nothing_until_resumed(jobs: Jobs) -> None:
     patch_queue(jobs, "paused", suspend=False)
     status = jobs.wait(lambda: figures(1, 2), 30, "queue status enqueued 1, running 2")
     assert condition(status, "Active")["status"] == "True"
-    running = sorted(n for n in names if jobs.status(n)["phase"] == "Running")
+
+    def two_running() -> list[str] | None:
+        # A job's Running status may follow its slot by up to startWriteDelay (1 s).
+        shown = sorted(n for n in names if jobs.status(n)["phase"] == "Running")
+        return shown if len(shown) == 2 else None
+
+    running = jobs.wait(two_running, 10, "two of the jobs Running")
     (waiting,) = set(names) - set(running)
 
     # Suspended again while two run: they finish, the third does not start.
