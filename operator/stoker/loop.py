@@ -156,13 +156,9 @@ class Loop:
         versions of the startup list (`versions`)."""
         connect = self.settings.request_timeout.total_seconds()
         made = []
-        for namespace in self.settings.namespaces or (None,):
-            made.append(
-                Informer(self.kube, Kind.JOB.plural, namespace, self._on_job, self.relisting)
-            )
-            made.append(
-                Informer(self.kube, "pods", namespace, self.on_pod, self.relisting, LABEL_JOB_UID)
-            )
+        for ns in self.settings.namespaces or (None,):
+            made.append(Informer(self.kube, Kind.JOB.plural, ns, self._on_job, self.relisting))
+            made.append(Informer(self.kube, "pods", ns, self.on_pod, self.relisting, LABEL_JOB_UID))
         for watch in made:
             watch.connect_timeout = connect
         return made
@@ -268,7 +264,8 @@ class Loop:
             if self.held_back(key):
                 continue
             if key[0] is Kind.JOB and self.store.finished((key[1], key[2])):
-                finished.append(key)  # after dispatch: nothing of theirs starts a pod
+                finished.append(key)  # after dispatch: they hold no slot (a requeued one is
+                # dispatched in the next pass)
             else:
                 by_kind[key[0]].append(key)
         await self.recurring.reconcile(by_kind[Kind.RECURRING])
