@@ -292,6 +292,8 @@ class Loop:
         if until <= self.clock() or (key[1], key[2]) not in self.store.objects[key[0]]:
             del self._backoff_until[key]
             return False
+        # Whatever cleared or moved its wake-up meanwhile, it is retried when the backoff ends.
+        self.wakeups.set(key, until)
         return True
 
     def stalled(self) -> bool:

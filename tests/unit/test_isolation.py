@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 from test_lifecycle import T0, job
-from test_loop import Clock, FakeKube, make, phase, queue_body, settle
+from test_loop import Clock, FakeKube, GatedLimiter, make, phase, queue_body, settle
 from test_loop import job as job_body
 
 from stoker.core.backoff import ERROR_MAX, error_delay
@@ -450,3 +450,71 @@ async def test_a_relist_that_begins_during_a_resync_keeps_the_pause() -> None:
     assert r.jobs.paused
     await r._resync_all()
     assert not r.jobs.paused
+
+
+class DeletionDenied(FakeKube):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deny_delete = True
+
+    async def delete_object(
+        self, plural: str, namespace: str, name: str, uid: str | None = None
+    ) -> None:
+        if self.deny_delete:
+            self.writes.append(("denied", f"delete {plural}"))
+            raise denied(403)
+        await super().delete_object(plural, namespace, name, uid)
+
+
+async def test_a_refused_ttl_deletion_backs_off_growing_and_succeeds_after_the_lift() -> None:
+    kube, clock = DeletionDenied(), Clock()
+    kube.limiter = limiter = GatedLimiter()
+    kube.add("backgroundjobs", job_body("done", ttlAfterFinished="1s"))
+    r = await make(kube, clock)
+    await settle(r)
+    r.on_pod("MODIFIED", kube.finish_pod("ns", "done-1"))
+    await settle(r)
+    assert phase(kube, "done") == "Succeeded"
+    key = (Kind.JOB, "ns", "done")
+    clock.now += timedelta(seconds=5)  # past finishedAt (the pod's, T0 + 2 s) + 1 s
+    await settle(r)
+    clock.now = r._backoff_until[key]
+    await settle(r)
+    assert kube.writes.count(("denied", "delete backgroundjobs")) == 2
+    assert r._backoff_until[key] - clock.now > timedelta(seconds=1.5)  # the backoff grows
+
+    # Due again: its deletion waits for a token while an event comes; the work gives way,
+    # and the event's pass finds the job still in backoff.
+    clock.now = r._backoff_until[key]
+    limiter.gate.clear()
+    keys, r.dirty = set(r.wakeups.pop_due(clock.now)), set()
+    await r.step(keys, wait=False)
+    r.mark(key)
+    await r.step(set(r.dirty), wait=False)
+    r.dirty = set()
+    limiter.gate.set()
+    await r.drain()
+    await settle(r)
+    kube.deny_delete = False
+    clock.now += timedelta(minutes=10)
+    await settle(r)
+    assert ("backgroundjobs", "ns", "done") not in kube.objects
+
+
+async def test_an_object_woken_a_moment_before_its_backoff_ends_is_retried_all_the_same() -> None:
+    """Its wake-up and its backoff's end are two readings of the clock: woken between them,
+    the object is held back, and must still come back when the backoff ends."""
+    kube, clock = FlakyKube(), Clock()
+    kube.add("jobqueues", queue_body("q"))
+    kube.deny.add(("jobqueues", "q"))
+    r = await make(kube, clock)
+    await settle(r)
+    key = (Kind.QUEUE, "ns", "q")
+    due = r._backoff_until[key]
+    r._backoff_until[key] = due + timedelta(microseconds=5)
+    clock.now = due
+    await settle(r)  # woken at `due`: still held back
+    kube.deny.clear()
+    clock.now = due + timedelta(seconds=1)
+    await settle(r)
+    assert "status" in kube.objects["jobqueues", "ns", "q"]

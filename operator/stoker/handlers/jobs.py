@@ -114,11 +114,12 @@ class JobHandler:
             self.dispatch_due = True
 
     def _forget(self, key: Key) -> None:
+        """Drop a job from dispatch and the wake-ups (gone, invalid, or being deleted); its
+        failure count stays while it exists, so a refused deletion backs off."""
         self.ready.pop(key, None)
         self._starting.pop(key, None)
         self._release(key)
         self.loop.wakeups.set((Kind.JOB, *key), None)
-        self.loop.failures.pop((Kind.JOB, *key), None)
 
     def decide(self, okey: tuple[Kind, str, str]) -> None:
         """Decide one job now (no awaits), update the slot bookkeeping, send its writes."""
@@ -140,6 +141,7 @@ class JobHandler:
         body = loop.store.jobs.get(key)
         if body is None:
             self._forget(key)
+            loop.failures.pop(okey, None)
             return None
         now = loop.clock()
         try:
