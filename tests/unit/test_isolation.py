@@ -3,6 +3,7 @@ dropped after a relist, pod name conflicts, start deadlines, the leader fence.""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 from collections.abc import Mapping
@@ -518,3 +519,20 @@ async def test_an_object_woken_a_moment_before_its_backoff_ends_is_retried_all_t
     clock.now = due + timedelta(seconds=1)
     await settle(r)
     assert "status" in kube.objects["jobqueues", "ns", "q"]
+
+
+async def test_a_released_lease_is_never_renewed_again() -> None:
+    """After release() (SIGTERM), a renewal attempt on the election's thread must not put our
+    name back on the Lease, nor make this replica a leader again."""
+    from stoker.kube import leader
+
+    fence = Fence(renew_deadline=10.0)
+    election = leader._Election.__new__(leader._Election)
+    election.fence, election.timeout = fence, 1.0
+    leader._released.set()
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(election.try_acquire_or_renew(), 0.2)
+        assert not fence.leading
+    finally:
+        leader._released.clear()

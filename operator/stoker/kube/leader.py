@@ -78,6 +78,8 @@ class _Election(leaderelection.LeaderElection):
             await asyncio.Event().wait()  # released: never renew again (the process is ending)
         started = self.fence.clock()
         with _renewing:
+            if _released.is_set():  # released while this attempt waited for the lock
+                return False
             try:
                 ok = bool(await asyncio.wait_for(super().try_acquire_or_renew(), self.timeout))
             except Exception as e:  # a timeout, a dropped connection, an API error
@@ -101,9 +103,13 @@ async def lead(settings: Settings, fence: Fence) -> None:
     leading = asyncio.Event()
 
     def elect() -> None:
-        asyncio.run(_elect(settings, fence, lambda: loop.call_soon_threadsafe(leading.set)))
-        if not _released.is_set():
-            _exit("the leader election ended")
+        try:
+            asyncio.run(_elect(settings, fence, lambda: loop.call_soon_threadsafe(leading.set)))
+        except Exception:
+            log.exception("the leader election failed")
+        finally:
+            if not _released.is_set():
+                _exit("the leader election ended")
 
     threading.Thread(target=elect, name="stoker-lease", daemon=True).start()
     await leading.wait()
