@@ -6,8 +6,9 @@
 
 Starts its own control plane and one operator (deleted at the end, also on Ctrl-C) and runs,
 one after the other and each in a fresh namespace:
-  (a) jobs that succeed on their first attempt (expected: 4 writes: pod create, status
-      Running, status Succeeded, Event Completed);
+  (a) jobs that succeed on their first attempt (expected: 3 writes: pod create, status
+      Succeeded, Event Completed; 4 when the pod outlives startWriteDelay, 1 s, and its
+      Running status is written first);
   (b) jobs that succeed after 2 retries (simulated kubelet fail-attempts "2", retry delays
       [1s]).
 Writes are counted twice: from the API server's audit log (entries in the namespace whose
