@@ -252,3 +252,19 @@ async def test_writes_and_watches_never_take_the_lease_clients_connections(
     assert kube.http.session.connector is not kube.api.rest_client.pool_manager.connector
     assert kube.http.session.connector is not None
     assert kube.http.session.connector.limit >= 32
+
+
+def test_the_environments_proxy_is_read_once_and_no_proxy_is_honoured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stoker.kube.http import env_proxy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert env_proxy("https://api.cluster.internal:6443") == "http://user:pw@proxy.internal:3128"
+    monkeypatch.setenv("NO_PROXY", "cluster.internal")
+    assert env_proxy("https://api.cluster.internal:6443") is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.delenv("NO_PROXY")
+    assert env_proxy("https://api.cluster.internal:6443") is None
